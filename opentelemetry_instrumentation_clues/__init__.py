@@ -1,0 +1,1 @@
+"""OpenTelemetry instrumentation for RQ job lifecycles (a port of resque-clues). Work in progress."""

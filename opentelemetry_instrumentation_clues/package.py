@@ -1,0 +1,3 @@
+_instruments = ("rq >= 2.6, < 4",)
+
+_supports_metrics = True

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import url_for_db
+
+# Tests get databases 1..15 in turn (0 is left to humans); each is flushed
+# before and after its test, so no test sees another's keys.
+_DB_RANGE = range(int(os.environ.get("CLUES_TEST_DB_FIRST", "1")), int(os.environ.get("CLUES_TEST_DB_LAST", "15")) + 1)
+_next_db = itertools.cycle(_DB_RANGE)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    url = url_for_db(next(_next_db))
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    try:
+        yield url
+    finally:
+        conn.flushdb()
+        conn.close()
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
+    conn = redis.Redis.from_url(redis_url)
+    try:
+        yield conn
+    finally:
+        conn.close()
