@@ -1,1 +1,130 @@
-"""OpenTelemetry instrumentation for RQ job lifecycles (a port of resque-clues). Work in progress."""
+"""
+Job-lifecycle observability for `RQ <https://python-rq.org>`_ on OpenTelemetry,
+a Python port of the Ruby gem resque-clues.
+
+Every RQ job publishes its lifecycle — ``enqueued``, ``dequeued``,
+``perform_started``, then ``perform_finished`` or ``failed`` (plus ``scheduled``
+for ``enqueue_at``/``enqueue_in``) — as span events on the job's trace and as
+OpenTelemetry log records, with the event_hash, worker_class (the job's
+callable), queue, timestamp, hostname and pid where the event happened, the
+job's args and kwargs, ``time_in_queue`` on ``dequeued``, ``time_to_perform`` on
+``perform_finished``/``failed`` and the exception type, message and stack trace
+on ``failed``.
+
+Usage
+-----
+
+With no code change::
+
+    opentelemetry-instrument rq worker my_queue
+
+and the producer likewise (``opentelemetry-instrument python app.py``). In code:
+
+.. code-block:: python
+
+    from opentelemetry_instrumentation_clues import CluesInstrumentor
+
+    CluesInstrumentor().instrument()  # before any job is enqueued or worked
+
+``instrument()`` accepts:
+
+* ``tracer_provider``, ``logger_provider``, ``meter_provider``: default to the
+  global providers (what ``opentelemetry-instrument`` configures).
+* ``propagation``: ``"link"`` (default: each job is its own trace, whose trace
+  id is the event_hash; the enqueuing span is linked), ``"child"`` (the job
+  joins the enqueuing trace) or ``"none"``. Env: ``OTEL_PYTHON_CLUES_PROPAGATION``.
+* ``capture_args`` (default true; env ``OTEL_PYTHON_CLUES_CAPTURE_ARGS``) and
+  ``max_value_length`` (default 2048; env ``OTEL_PYTHON_CLUES_MAX_VALUE_LENGTH``):
+  whether and how much of a job's arguments go into events.
+* ``flush_timeout_millis`` (default 2000; env
+  ``OTEL_PYTHON_CLUES_FLUSH_TIMEOUT_MILLIS``): how long a forked work horse may
+  spend flushing its telemetry before it exits.
+
+Each job is one trace: ``send {queue}`` (PRODUCER) at enqueue, then one
+``process {queue}`` (CONSUMER) span per attempt, under which the job's own spans
+nest. The trace context travels in ``job.meta["clues"]``, in the same Redis write
+as the job, through the global propagator (``OTEL_PROPAGATORS``).
+
+Nothing clues does can fail a job: its own errors are caught, counted and logged
+once per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry._logs import get_logger, get_logger_provider
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from wrapt import wrap_function_wrapper
+
+from .config import CluesConfig
+from .enqueue_hooks import EnqueueHooks
+from .package import _instruments
+from .rq_compat import Queue, Worker, owner_of
+from .safety import errors
+from .telemetry import Telemetry
+from .version import __version__
+from .worker_hooks import WorkerHooks
+
+_SCOPE = "opentelemetry_instrumentation_clues"
+
+# (class whose MRO owns the method, method name, hook attribute)
+_QUEUE_PATCHES = (("_enqueue_job", "enqueue_job"), ("schedule_job", "schedule_job"))
+_WORKER_PATCHES = (
+    ("dequeue_job_and_maintain_ttl", "dequeue"),
+    ("perform_job", "perform_job"),
+    ("handle_job_success", "handle_job_success"),
+    ("handle_job_failure", "handle_job_failure"),
+    ("handle_job_retry", "handle_job_retry"),
+)
+
+
+class CluesInstrumentor(BaseInstrumentor):
+    """Publishes every RQ job's lifecycle as OpenTelemetry spans, span events and log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._patched: list[tuple[type, str]] = []
+        self.config: CluesConfig | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        config = CluesConfig.from_kwargs(**kwargs)
+        tracer_provider = kwargs.get("tracer_provider")
+        logger_provider = kwargs.get("logger_provider")
+        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
+        telemetry = Telemetry(tracer, logger)
+        providers = [
+            (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
+            (lambda: logger_provider) if logger_provider else get_logger_provider,
+        ]
+        self.config = config
+        self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config))
+        self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers))
+
+    def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
+        for method, hook in patches:
+            if not hasattr(cls, method):
+                continue  # an rq version without this path
+            owner = owner_of(cls, method)
+            wrap_function_wrapper(owner, method, getattr(hooks, hook))
+            self._patched.append((owner, method))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        while self._patched:
+            owner, method = self._patched.pop()
+            unwrap(owner, method)
+
+    @staticmethod
+    def error_counts() -> dict[str, int]:
+        """clues' own errors so far (each kind is logged once), by ``place:ExceptionType``."""
+        return errors.counts()
+
+
+__all__ = ["CluesInstrumentor", "__version__"]

@@ -11,8 +11,9 @@ from tests.redis_server import url_for_db
 
 # Tests get databases 1..15 in turn (0 is left to humans); each is flushed
 # before and after its test, so no test sees another's keys.
-_DB_RANGE = range(int(os.environ.get("CLUES_TEST_DB_FIRST", "1")), int(os.environ.get("CLUES_TEST_DB_LAST", "15")) + 1)
-_next_db = itertools.cycle(_DB_RANGE)
+_DB_FIRST = int(os.environ.get("CLUES_TEST_DB_FIRST", "1"))
+_DB_LAST = int(os.environ.get("CLUES_TEST_DB_LAST", "15"))
+_next_db = itertools.cycle(range(_DB_FIRST, _DB_LAST + 1))
 
 
 @pytest.fixture
@@ -34,3 +35,6 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
         yield conn
     finally:
         conn.close()
+
+
+from tests.otel_memory import captured, instrumented  # noqa: E402,F401  (fixtures)

@@ -1,0 +1,112 @@
+"""Producer side: every path that puts a job on a queue or a schedule.
+
+``Queue._enqueue_job`` is rq's choke point (enqueue, enqueue_many, dependents,
+the scheduler, retries, requeues) and ``Queue.schedule_job`` takes
+enqueue_at / enqueue_in / retry intervals. The clues data is written into
+``job.meta`` before rq saves the job, so it rides in the same Redis write.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from . import job_context
+from .config import CluesConfig
+from .events import OPERATION_NAME, OPERATION_TYPE, EventType, JobFacts
+from .job_context import JobClues
+from .job_trace import carrier_for, start_continued, start_first_send
+from .rq_compat import arg, as_epoch_ns, queue_is_async
+from .safety import call_guarded, guarded
+from .telemetry import Telemetry
+
+
+@dataclass
+class _Send:
+    span: Span
+    facts: JobFacts
+    event_type: EventType
+
+
+class EnqueueHooks:
+    def __init__(self, telemetry: Telemetry, config: CluesConfig) -> None:
+        self.telemetry = telemetry
+        self.config = config
+
+    # wrapt wrappers -----------------------------------------------------------
+    def enqueue_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        send = call_guarded("enqueued", self._begin, queue, job, EventType.ENQUEUED, default=None)
+        if send is None:
+            return wrapped(*args, **kwargs)
+        if not queue_is_async(queue):
+            # A synchronous queue runs the job inside this call: publish first.
+            self._finish(send, job)
+            return wrapped(*args, **kwargs)
+        return self._run(wrapped, args, kwargs, send, job)
+
+    def schedule_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        send = call_guarded("scheduled", self._begin, queue, job, EventType.SCHEDULED, default=None)
+        if send is None:
+            return wrapped(*args, **kwargs)
+        return self._run(wrapped, args, kwargs, send, job)
+
+    # -------------------------------------------------------------------------
+    def _run(self, wrapped: Callable[..., Any], args: tuple, kwargs: dict, send: _Send, job: Any) -> Any:
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            with guarded("enqueue error"):
+                send.span.set_status(Status(StatusCode.ERROR, str(exc)[:256]))
+                send.span.set_attribute("error.type", type(exc).__qualname__)
+                send.span.end()
+            raise
+        self._finish(send, job)
+        return result
+
+    def _begin(self, queue: Any, job: Any, event_type: EventType) -> _Send:
+        start_ns = time.time_ns()
+        scheduled = event_type is EventType.SCHEDULED
+        name = f"{'schedule' if scheduled else 'send'} {queue.name}"
+        span_attributes: dict[str, AttributeValue] = {
+            OPERATION_TYPE: "create" if scheduled else "send",
+            OPERATION_NAME: name.split()[0],
+        }
+        mode = self.config.propagation
+        clues = job_context.read(job)
+        if clues is None:
+            span, event_hash = start_first_send(self.telemetry.tracer, name, mode, span_attributes, start_ns)
+            clues = JobClues(event_hash=event_hash)
+        else:
+            span = start_continued(
+                self.telemetry.tracer, name, SpanKind.PRODUCER, clues, mode, span_attributes, start_ns
+            )
+        clues.carrier = carrier_for(span, mode)
+        job_context.write(job, clues)
+        facts = JobFacts.build(
+            job,
+            queue.name,
+            clues.event_hash,
+            clues.attempt,
+            clues.metadata,
+            self.config.capture_args,
+            self.config.max_value_length,
+        )
+        with guarded("send span attributes"):
+            span.set_attributes(facts.base_attributes)
+        return _Send(span, facts, event_type)
+
+    def _finish(self, send: _Send, job: Any) -> None:
+        with guarded(send.event_type.value):
+            now_ns = time.time_ns()
+            enqueued_ns = None
+            if send.event_type is EventType.ENQUEUED:
+                enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
+            self.telemetry.publish(send.event_type, send.facts, send.span, enqueued_ns or now_ns)
+            send.span.end(end_time=max(now_ns, enqueued_ns or 0))

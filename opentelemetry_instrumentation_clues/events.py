@@ -1,0 +1,204 @@
+"""The lifecycle event: its types and its attribute names.
+
+The same attributes go on the span event and on the log record of each
+lifecycle event; the legacy exporter reads them back into the seed's format.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import socket
+import traceback
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+
+class EventType(str, Enum):
+    SCHEDULED = "scheduled"  # extra: enqueue_at / enqueue_in, before the scheduler enqueues it
+    ENQUEUED = "enqueued"
+    DEQUEUED = "dequeued"
+    PERFORM_STARTED = "perform_started"
+    PERFORM_FINISHED = "perform_finished"
+    FAILED = "failed"
+
+    @property
+    def event_name(self) -> str:
+        """The OTel log record's event_name."""
+        return f"rq.job.{self.value}"
+
+
+# Attribute names (docs/design.md lists them with their meaning).
+EVENT_TYPE = "clues.event_type"
+EVENT_HASH = "clues.event_hash"
+MESSAGING_SYSTEM = "messaging.system"
+QUEUE = "messaging.destination.name"
+JOB_ID = "messaging.message.id"
+OPERATION_TYPE = "messaging.operation.type"
+OPERATION_NAME = "messaging.operation.name"
+WORKER_CLASS = "rq.job.func_name"
+ARGS = "rq.job.args"
+KWARGS = "rq.job.kwargs"
+ATTEMPT = "rq.job.attempt"
+HOSTNAME = "host.name"
+PROCESS = "process.pid"
+TIME_IN_QUEUE = "clues.time_in_queue"
+TIME_TO_PERFORM = "clues.time_to_perform"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+ERROR_TYPE = "error.type"
+METADATA_PREFIX = "clues.metadata."
+
+MESSAGING_SYSTEM_VALUE = "rq"  # not a registered semconv value; documented in docs/design.md
+TRUNCATION_MARKER = "…[truncated]"
+
+_hostname = socket.gethostname()
+
+
+def hostname() -> str:
+    return _hostname
+
+
+def bounded_json(value: Any, limit: int) -> str:
+    """JSON text of ``value`` that never raises and is at most about ``limit`` chars."""
+    try:
+        text = json.dumps(value, default=_fallback, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        text = json.dumps(_safe_repr(value), ensure_ascii=False)
+    if len(text) > limit:
+        text = text[:limit] + TRUNCATION_MARKER
+    return text
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return _safe_repr(value)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def attribute_value(value: Any, limit: int) -> AttributeValue:
+    """An OTel attribute value for arbitrary user metadata."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + TRUNCATION_MARKER
+    return bounded_json(value, limit)
+
+
+@dataclass(frozen=True)
+class Failure:
+    type: str
+    message: str
+    stacktrace: str
+
+    @classmethod
+    def from_exc_info(
+        cls, exc_type: builtins.type[BaseException], exc: BaseException | None, tb: TracebackType | None
+    ) -> Failure:
+        return cls(
+            type=exc_type.__qualname__,
+            message=_safe_str(exc),
+            stacktrace="".join(traceback.format_exception(exc_type, exc, tb)),
+        )
+
+
+def _safe_str(exc: BaseException | None) -> str:
+    try:
+        return str(exc) if exc is not None else ""
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What every event of one job carries, computed once per job and process."""
+
+    job_id: str
+    queue: str
+    worker_class: str
+    event_hash: str
+    attempt: int
+    base_attributes: dict[str, AttributeValue]
+
+    @classmethod
+    def build(
+        cls,
+        job: Any,
+        queue_name: str,
+        event_hash: str,
+        attempt: int,
+        metadata: dict[str, Any],
+        capture_args: bool,
+        limit: int,
+    ) -> JobFacts:
+        worker_class = _func_name(job)
+        attributes: dict[str, AttributeValue] = {
+            EVENT_HASH: event_hash,
+            MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+            QUEUE: queue_name,
+            JOB_ID: str(job.id),
+            WORKER_CLASS: worker_class,
+            ATTEMPT: attempt,
+        }
+        if capture_args:
+            args, kwargs = _job_arguments(job)
+            attributes[ARGS] = bounded_json(args, limit)
+            attributes[KWARGS] = bounded_json(kwargs, limit)
+        for key, value in metadata.items():
+            attributes[METADATA_PREFIX + str(key)] = attribute_value(value, limit)
+        return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes)
+
+    def event_attributes(
+        self,
+        event_type: EventType,
+        *,
+        pid: int | None = None,
+        time_in_queue: float | None = None,
+        time_to_perform: float | None = None,
+        failure: Failure | None = None,
+        extra: dict[str, AttributeValue] | None = None,
+    ) -> dict[str, AttributeValue]:
+        attributes = dict(self.base_attributes)
+        attributes[EVENT_TYPE] = event_type.value
+        attributes[HOSTNAME] = _hostname
+        attributes[PROCESS] = os.getpid() if pid is None else pid
+        if time_in_queue is not None:
+            attributes[TIME_IN_QUEUE] = max(0.0, time_in_queue)
+        if time_to_perform is not None:
+            attributes[TIME_TO_PERFORM] = max(0.0, time_to_perform)
+        if failure is not None:
+            attributes[EXCEPTION_TYPE] = failure.type
+            attributes[EXCEPTION_MESSAGE] = failure.message
+            attributes[EXCEPTION_STACKTRACE] = failure.stacktrace
+        if extra:
+            attributes.update(extra)
+        return attributes
+
+
+def _func_name(job: Any) -> str:
+    try:
+        return str(job.func_name)
+    except Exception:  # an undeserialisable job still gets its events
+        return "<unknown>"
+
+
+def _job_arguments(job: Any) -> tuple[Any, Any]:
+    try:
+        return list(job.args), dict(job.kwargs)
+    except Exception:
+        return ["<arguments could not be deserialised>"], {}

@@ -1,0 +1,40 @@
+"""Name the failure of an attempt, including the ones that never raise in the job."""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from .events import Failure
+
+HORSE_KILLED = "WorkHorseKilled"
+JOB_STOPPED = "JobStopped"
+RETRY_RETURNED = "RetryReturned"
+
+_SIGNAL = re.compile(r"\(signal (\d+)\)")
+
+
+def current_failure(exc_string: str | None, stopped: bool) -> Failure:
+    """The failure rq is handling now.
+
+    Inside the work horse, ``handle_job_failure`` runs in the ``except`` block
+    of ``perform_job``, so the job's exception is still active. In the worker
+    parent (horse killed, job stopped) there is none: the kind comes from rq's
+    own exc_string.
+    """
+    exc_type, exc, tb = sys.exc_info()
+    if exc_type is not None:
+        return Failure.from_exc_info(exc_type, exc, tb)
+    text = exc_string or ""
+    if stopped:
+        return Failure(JOB_STOPPED, "job stopped by request (send_stop_job_command)", text)
+    if "terminated unexpectedly" in text:
+        match = _SIGNAL.search(text)
+        suffix = f" by signal {match.group(1)}" if match else ""
+        return Failure(HORSE_KILLED, f"work horse terminated unexpectedly{suffix}", text)
+    return Failure("UnknownFailure", text.strip().splitlines()[-1] if text.strip() else "", text)
+
+
+def retry_failure(retry: Any) -> Failure:
+    return Failure(RETRY_RETURNED, f"job returned {retry!r}", "")

@@ -1,0 +1,188 @@
+"""Consumer side: dequeue in the worker, perform in whichever process performs.
+
+SimpleWorker runs everything in one process. The forking Worker dequeues in
+the parent and performs in a forked work horse that ends with ``os._exit``, so
+the horse flushes its telemetry before returning from ``perform_job``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from . import attempts, job_context
+from .attempts import Attempt
+from .config import CluesConfig
+from .events import OPERATION_NAME, OPERATION_TYPE, EventType, Failure, JobFacts
+from .failures import current_failure, retry_failure
+from .flush import flush_all
+from .job_context import JobClues
+from .job_trace import carrier_for, new_event_hash, start_continued
+from .rq_compat import arg, as_epoch_ns, stopped_job_id, worker_is_horse
+from .safety import call_guarded, guarded
+from .telemetry import Telemetry
+
+
+class WorkerHooks:
+    def __init__(self, telemetry: Telemetry, config: CluesConfig, providers: list[Callable[[], Any]]) -> None:
+        self.telemetry = telemetry
+        self.config = config
+        self.providers = providers
+
+    # wrapt wrappers -----------------------------------------------------------
+    def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        result = wrapped(*args, **kwargs)
+        if result is not None:
+            with guarded("dequeued"):
+                job, queue = result
+                attempt = self._begin_attempt(job, queue.name, dequeued_ns=time.time_ns())
+                attempts.remember(worker, attempt)
+                self._publish_dequeued(job, attempt)
+        return result
+
+    def perform_job(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        queue = arg(args, kwargs, 1, "queue")
+        attempt = call_guarded("perform_started", self._start_perform, worker, job, queue, default=None)
+        try:
+            if attempt is None:
+                return wrapped(*args, **kwargs)
+            with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                return wrapped(*args, **kwargs)
+        finally:
+            if attempt is not None:
+                with guarded("ending the process span"):
+                    attempt.end()
+            if worker_is_horse(worker):
+                flush_all(self.providers, self.config.flush_timeout_millis)
+
+    def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        result = wrapped(*args, **kwargs)
+        with guarded("perform_finished"):
+            job = arg(args, kwargs, 0, "job")
+            attempt = attempts.current(worker, job.id)
+            if attempt is not None:
+                end_ns = self._ended_ns(job, attempt)
+                self.telemetry.publish(
+                    EventType.PERFORM_FINISHED,
+                    attempt.facts,
+                    attempt.span,
+                    end_ns,
+                    time_to_perform=self._time_to_perform(attempt, job, end_ns),
+                )
+        return result
+
+    def handle_job_failure(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        # Read before rq clears them: the active exception and whether the job was stopped.
+        failure = call_guarded(
+            "failed",
+            current_failure,
+            arg(args, kwargs, 3, "exc_string"),
+            job is not None and stopped_job_id(worker) == getattr(job, "id", None),
+            default=None,
+        )
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            if failure is not None:
+                with guarded("failed"):
+                    self._publish_failed(worker, job, arg(args, kwargs, 1, "queue"), failure)
+
+    def handle_job_retry(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        retry = arg(args, kwargs, 2, "retry")
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            with guarded("failed"):
+                self._publish_failed(worker, job, arg(args, kwargs, 1, "queue"), retry_failure(retry))
+
+    # -------------------------------------------------------------------------
+    def _begin_attempt(self, job: Any, queue_name: str, dequeued_ns: int | None) -> Attempt:
+        start_ns = dequeued_ns or time.time_ns()
+        mode = self.config.propagation
+        clues = job_context.read(job)
+        name = f"process {queue_name}"
+        span = start_continued(
+            self.telemetry.tracer,
+            name,
+            SpanKind.CONSUMER,
+            clues,
+            mode,
+            {OPERATION_TYPE: "process", OPERATION_NAME: "process"},
+            start_ns,
+        )
+        if clues is None:
+            # Enqueued without clues: the job gets its event_hash here. It is kept in
+            # memory only, and saved if rq saves the job again (a retry, say).
+            clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode))
+        clues.attempt += 1
+        job_context.write(job, clues)
+        facts = JobFacts.build(
+            job,
+            queue_name,
+            clues.event_hash,
+            clues.attempt,
+            clues.metadata,
+            self.config.capture_args,
+            self.config.max_value_length,
+        )
+        span.set_attributes(facts.base_attributes)
+        return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
+
+    def _publish_dequeued(self, job: Any, attempt: Attempt) -> None:
+        assert attempt.dequeued_ns is not None
+        enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
+        time_in_queue = (attempt.dequeued_ns - enqueued_ns) / 1e9 if enqueued_ns else None
+        self.telemetry.publish(
+            EventType.DEQUEUED, attempt.facts, attempt.span, attempt.dequeued_ns, time_in_queue=time_in_queue
+        )
+
+    def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt:
+        attempt = attempts.current(worker, job.id)
+        if attempt is None:
+            # Performing without our dequeue (SpawnWorker's fresh interpreter, a custom loop).
+            attempt = self._begin_attempt(job, queue.name, dequeued_ns=None)
+            attempts.remember(worker, attempt)
+        attempt.performing_pid = os.getpid()
+        attempt.perform_started_ns = time.time_ns()
+        self.telemetry.publish(EventType.PERFORM_STARTED, attempt.facts, attempt.span, attempt.perform_started_ns)
+        return attempt
+
+    def _publish_failed(self, worker: Any, job: Any, queue: Any, failure: Failure) -> None:
+        attempt = attempts.current(worker, job.id)
+        if attempt is None:
+            attempt = self._begin_attempt(job, getattr(queue, "name", None) or job.origin, dequeued_ns=None)
+        end_ns = self._ended_ns(job, attempt)
+        self.telemetry.publish(
+            EventType.FAILED,
+            attempt.facts,
+            attempt.span,
+            end_ns,
+            time_to_perform=self._time_to_perform(attempt, job, end_ns),
+            failure=failure,
+        )
+        self.telemetry.mark_failed(attempt.span, failure)
+        if not attempt.performing_here:
+            # The horse died before ending its copy of the span: this process ends it.
+            attempt.end(end_ns)
+
+    @staticmethod
+    def _ended_ns(job: Any, attempt: Attempt) -> int:
+        ended_ns = as_epoch_ns(getattr(job, "ended_at", None))
+        # A job fetched again for a later attempt still carries the previous ended_at.
+        began_ns = attempt.perform_started_ns or attempt.dequeued_ns or 0
+        return ended_ns if ended_ns and ended_ns >= began_ns else time.time_ns()
+
+    @staticmethod
+    def _time_to_perform(attempt: Attempt, job: Any, end_ns: int) -> float | None:
+        if attempt.perform_started_ns is not None:
+            return max(0, end_ns - attempt.perform_started_ns) / 1e9
+        started_ns = as_epoch_ns(getattr(job, "started_at", None))
+        return max(0, end_ns - started_ns) / 1e9 if started_ns else None
