@@ -1,0 +1,84 @@
+"""End to end: `opentelemetry-instrument` producer and forking `rq worker` exporting OTLP to a real receiver."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from tests.otlp_receiver import Received, otlp_receiver
+from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run
+
+SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
+
+
+def events_by_hash(received: Received) -> dict[str, list]:
+    grouped: dict[str, list] = defaultdict(list)
+    for record in sorted(received.logs, key=lambda r: r.time_unix_nano):
+        grouped[record.attributes["clues.event_hash"]].append(record)
+    return grouped
+
+
+def run_jobs(receiver, redis_url: str, func: str, count: int, *args: str, queue: str = "e2e") -> None:
+    run(instrumented(*enqueue_cmd(redis_url, queue, func, count, *args)), env_with(receiver.otel_env("producer")))
+    run(instrumented(*rq_worker_cmd(redis_url, queue)), env_with(receiver.otel_env("worker")))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_one_job_through_forking_worker(redis_url, protocol):
+    with otlp_receiver(protocol) as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.add", 1, "2", "3")
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 and len(r.spans) >= 2)
+
+    (event_hash, records), *others = events_by_hash(received).items()
+    assert not others
+    assert [r.attributes["clues.event_type"] for r in records] == SUCCESS
+    assert [r.event_name for r in records] == [f"rq.job.{t}" for t in SUCCESS]
+    assert {r.trace_id for r in records} == {event_hash}
+
+    spans = {s.name: s for s in received.spans}
+    assert set(spans) == {"send e2e", "process e2e"}
+    assert spans["send e2e"].trace_id == event_hash == spans["process e2e"].trace_id
+    assert spans["process e2e"].parent_span_id == spans["send e2e"].span_id
+    assert [e[0] for e in spans["send e2e"].events] == ["enqueued"]
+    assert [e[0] for e in spans["process e2e"].events] == SUCCESS[1:]
+
+    by_type = {r.attributes["clues.event_type"]: r.attributes for r in records}
+    dequeuing_pid = by_type["dequeued"]["process.pid"]
+    horse_pids = {by_type[t]["process.pid"] for t in ("perform_started", "perform_finished")}
+    assert len(horse_pids) == 1 and dequeuing_pid not in horse_pids
+    assert by_type["enqueued"]["process.pid"] not in horse_pids | {dequeuing_pid}
+    assert by_type["perform_finished"]["clues.time_to_perform"] >= 0
+    assert by_type["dequeued"]["clues.time_in_queue"] >= 0
+    assert by_type["enqueued"]["rq.job.args"] == "[2,3]"
+    assert records[0].resource["service.name"] == "producer"
+    assert records[1].resource["service.name"] == "worker"
+
+
+def test_failing_job_through_forking_worker(redis_url):
+    with otlp_receiver() as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.fail", 1, "forked failure")
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 and len(r.spans) >= 2)
+
+    records = next(iter(events_by_hash(received).values()))
+    assert [r.attributes["clues.event_type"] for r in records] == ["enqueued", "dequeued", "perform_started", "failed"]
+    failed = records[-1].attributes
+    assert failed["exception.type"] == "ValueError"
+    assert failed["exception.message"] == "forked failure"
+    assert "raise ValueError(message)" in failed["exception.stacktrace"]
+    process = next(s for s in received.spans if s.name == "process e2e")
+    assert process.status_code == 2  # STATUS_CODE_ERROR
+    assert process.attributes["error.type"] == "ValueError"
+
+
+def test_two_hundred_jobs_lose_nothing(redis_url):
+    jobs = 200
+    with otlp_receiver() as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.add", jobs, "1", "1")
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 * jobs and len(r.spans) >= 2 * jobs, timeout=120)
+
+    grouped = events_by_hash(received)
+    assert len(grouped) == jobs
+    assert all([r.attributes["clues.event_type"] for r in records] == SUCCESS for records in grouped.values())
+    assert len({s.trace_id for s in received.spans}) == jobs
+    assert len(received.spans) == 2 * jobs
