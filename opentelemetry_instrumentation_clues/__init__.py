@@ -85,10 +85,10 @@ _WORKER_PATCHES = (
 class CluesInstrumentor(BaseInstrumentor):
     """Publishes every RQ job's lifecycle as OpenTelemetry spans, span events and log records."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._patched: list[tuple[type, str]] = []
-        self.config: CluesConfig | None = None
+    # BaseInstrumentor is a singleton whose __init__ runs on every CluesInstrumentor()
+    # call, so state lives in attributes set by _instrument, never in __init__.
+    _patched: list[tuple[type, str]]
+    config: CluesConfig | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
@@ -105,6 +105,7 @@ class CluesInstrumentor(BaseInstrumentor):
             (lambda: logger_provider) if logger_provider else get_logger_provider,
         ]
         self.config = config
+        self._patched = []
         self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config))
         self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers))
 
@@ -117,7 +118,7 @@ class CluesInstrumentor(BaseInstrumentor):
             self._patched.append((owner, method))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        while self._patched:
+        while getattr(self, "_patched", None):
             owner, method = self._patched.pop()
             unwrap(owner, method)
 

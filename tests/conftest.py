@@ -38,3 +38,12 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
 
 
 from tests.otel_memory import captured, instrumented  # noqa: E402,F401  (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_error_report() -> Iterator[None]:
+    from opentelemetry_instrumentation_clues.safety import errors
+
+    errors.reset()
+    yield
+    errors.reset()
