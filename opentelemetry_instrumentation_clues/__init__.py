@@ -60,6 +60,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from wrapt import wrap_function_wrapper
 
+from . import fork_safety
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
 from .package import _instruments
@@ -105,6 +106,7 @@ class CluesInstrumentor(BaseInstrumentor):
             (lambda: logger_provider) if logger_provider else get_logger_provider,
         ]
         self.config = config
+        fork_safety.watch(providers)
         self._patched = []
         self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config))
         self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers))
@@ -118,6 +120,7 @@ class CluesInstrumentor(BaseInstrumentor):
             self._patched.append((owner, method))
 
     def _uninstrument(self, **kwargs: Any) -> None:
+        fork_safety.watch([])
         while getattr(self, "_patched", None):
             owner, method = self._patched.pop()
             unwrap(owner, method)

@@ -1,0 +1,102 @@
+"""Keep a forked work horse off its parent's exporter connections.
+
+A forked child inherits the parent's OTLP/HTTP exporter with its connection
+pool, and with whatever locks the parent's export thread held at the instant of
+``fork()``. A horse that exports through that pool can block forever on a lock
+no thread will release, or interleave bytes on a shared socket. So in every
+forked child the HTTP exporters get a fresh session (same headers), and the
+horse's final flush is bounded in time whatever the exporter does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .safety import guarded
+
+# Attributes that lead from an SDK provider to its exporters (opentelemetry-sdk 1.39+).
+_PATH_ATTRIBUTES = (
+    "_active_span_processor",
+    "_span_processors",
+    "_multi_log_record_processor",
+    "_log_record_processors",
+    "_batch_processor",
+    "_exporter",
+    "span_exporter",
+    "_client",  # OTLP/HTTP exporters from 1.45: exporter._client._transport._session
+    "_transport",
+    "_sdk_config",
+    "metric_readers",
+)
+
+_provider_sources: list[Callable[[], Any]] = []
+_registered = False
+
+
+def watch(providers: list[Callable[[], Any]]) -> None:
+    """Reset these providers' HTTP exporter sessions in every forked child."""
+    global _registered
+    _provider_sources[:] = providers
+    if not _registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_reset_sessions_in_child)
+        _registered = True
+
+
+def _reset_sessions_in_child() -> None:
+    for get_provider in _provider_sources:
+        with guarded("resetting exporter connections after fork"):
+            for owner in _session_owners(get_provider()):
+                _renew_session(owner)
+
+
+def _session_owners(root: Any, depth: int = 7) -> Iterator[Any]:
+    seen: set[int] = set()
+    frontier = [root]
+    for _ in range(depth):
+        following: list[Any] = []
+        for node in frontier:
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if _is_requests_session(getattr(node, "_session", None)):
+                yield node
+            if isinstance(node, (list, tuple)):
+                following.extend(node)
+                continue
+            following.extend(getattr(node, name, None) for name in _PATH_ATTRIBUTES)
+        frontier = following
+
+
+def _is_requests_session(candidate: Any) -> bool:
+    return callable(getattr(candidate, "request", None)) and callable(getattr(candidate, "mount", None))
+
+
+# What the OTLP exporters configure on their session; the connection pools are left behind.
+_SESSION_SETTINGS = ("auth", "proxies", "params", "verify", "cert", "trust_env", "max_redirects")
+
+
+def _renew_session(owner: Any) -> None:
+    old = owner._session
+    new = type(old)()
+    new.headers.clear()
+    new.headers.update(old.headers)
+    for setting in _SESSION_SETTINGS:
+        if hasattr(old, setting):
+            setattr(new, setting, getattr(old, setting))
+    # The old session is dropped, not closed: its sockets still belong to the parent.
+    owner._session = new
+
+
+def run_bounded(action: Callable[[], Any], timeout_seconds: float) -> bool:
+    """Run ``action`` in a daemon thread; give up waiting after ``timeout_seconds``.
+
+    The SDK's ``force_flush`` ignores its timeout and exports in the caller's thread,
+    so a stuck export would otherwise hold the horse (and the worker) indefinitely.
+    """
+    thread = threading.Thread(target=action, name="clues-flush", daemon=True)
+    thread.start()
+    thread.join(timeout_seconds)
+    return not thread.is_alive()

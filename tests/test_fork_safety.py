@@ -1,0 +1,66 @@
+"""A forked work horse gets its own exporter connections and a bounded final flush."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from opentelemetry_instrumentation_clues import fork_safety
+from opentelemetry_instrumentation_clues.flush import flush_all
+from opentelemetry_instrumentation_clues.safety import errors
+
+
+def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", headers={"x-team": "jobs"})
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    owner = next(fork_safety._session_owners(provider))
+    parent_session = owner._session
+    fork_safety.watch([lambda: provider])
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: report what it sees, then leave without running atexit
+            session = owner._session
+            same = session is parent_session
+            settings_kept = session.headers == parent_session.headers and session.verify == parent_session.verify
+            os.write(write_end, f"{same}|{settings_kept}".encode())
+            os._exit(0)
+        os.close(write_end)
+        report = os.read(read_end, 100).decode()
+        os.waitpid(pid, 0)
+    finally:
+        fork_safety.watch([])
+        provider.shutdown()
+    assert report == "False|True"
+    assert owner._session is parent_session  # the parent keeps its own
+
+
+class _StuckExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans):
+        self.release.wait()
+        return SpanExportResult.SUCCESS
+
+
+def test_flush_gives_up_after_its_timeout_when_the_export_hangs():
+    exporter = _StuckExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    provider.get_tracer("t").start_span("s").end()
+    started = time.monotonic()
+    try:
+        flush_all([lambda: provider], timeout_millis=300)
+        elapsed = time.monotonic() - started
+    finally:
+        exporter.release.set()
+        provider.shutdown()
+    assert elapsed < 5
+    assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
