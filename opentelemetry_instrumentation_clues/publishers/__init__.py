@@ -7,6 +7,8 @@ from opentelemetry_instrumentation_clues.publishers.base import EventPublisher
 from opentelemetry_instrumentation_clues.publishers.composite import CompositePublisher
 from opentelemetry_instrumentation_clues.publishers.log import LogPublisher
 from opentelemetry_instrumentation_clues.publishers.stream import StandardOutPublisher, StreamPublisher
+from opentelemetry_instrumentation_clues.publishers.tcp import TcpPublisher
+from opentelemetry_instrumentation_clues.publishers.udp import UdpPublisher
 
 __all__ = [
     "CompositePublisher",
@@ -14,4 +16,6 @@ __all__ = [
     "LogPublisher",
     "StandardOutPublisher",
     "StreamPublisher",
+    "TcpPublisher",
+    "UdpPublisher",
 ]
