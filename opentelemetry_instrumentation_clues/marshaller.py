@@ -56,13 +56,14 @@ def format_timestamp(timestamp: object) -> str:
     """
     try:
         if isinstance(timestamp, _dt.datetime):
-            when = timestamp.astimezone(_UTC) if timestamp.tzinfo is not None else timestamp
+            tz = timestamp.tzinfo
+            w = timestamp if tz is None or tz is _UTC else timestamp.astimezone(_UTC)
         elif isinstance(timestamp, (int, float)) and not isinstance(timestamp, bool):
-            when = _dt.datetime.fromtimestamp(timestamp, tz=_UTC)
+            w = _dt.datetime.fromtimestamp(timestamp, tz=_UTC)
         else:
             return _safe_str(timestamp)
-        # isoformat pads the year to 4 digits, unlike strftime("%Y") on some platforms.
-        return when.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
+        # Faster than isoformat()/strftime(), and pads the year to 4 digits on every platform.
+        return f"{w.year:04d}-{w.month:02d}-{w.day:02d}T{w.hour:02d}:{w.minute:02d}:{w.second:02d}Z"
     except (ValueError, OverflowError, OSError, TypeError):
         return _safe_str(timestamp)
 
@@ -95,6 +96,8 @@ def json_marshaller(
             line = _ENCODER.encode(
                 {**{k: _safe_str(v) for k, v in event.items()}, "args": "<unserializable>"}
             )
+    if line.isascii():  # the common case: nothing below can apply
+        return line
     # With ensure_ascii=False json leaves these raw inside strings; they are valid JSON
     # but str.splitlines() and several log shippers treat them as line breaks.
     if "\u2028" in line or "\u2029" in line or "\x85" in line:

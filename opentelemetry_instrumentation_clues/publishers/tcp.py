@@ -161,6 +161,15 @@ class TcpPublisher:
     # -- sender thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # a bug of ours: let the next publish() start a new sender
+            errors.record(self._where, exc)
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _loop(self) -> None:
         backoff = self._backoff_initial
         while True:
             with self._cond:
@@ -172,7 +181,7 @@ class TcpPublisher:
                     return
             if self._sock is None:
                 if not self._connect():
-                    # Full jitter keeps a fleet of workers from reconnecting in lockstep.
+                    # Jitter keeps a fleet of workers from reconnecting in lockstep.
                     with self._cond:
                         self._cond.wait(random.uniform(backoff / 2, backoff))
                     backoff = min(backoff * 2, self._backoff_max)
