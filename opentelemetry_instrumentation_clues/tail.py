@@ -1,7 +1,8 @@
 """``clues tail``: follow a live event log like ``tail -F``, printing the matching events.
 
 The file is polled (standard library only, works on every OS): at end of file, the path is
-``stat``-ed; a different inode/device means the file was rotated (moved or deleted and recreated):
+``stat``-ed; a different inode/device (or an open file that has been deleted) means the file was
+rotated (moved, or deleted and recreated):
 what is left in the old file is read, then the new file is followed from its start; a size smaller
 than the read position means it was truncated (copytruncate): it is re-read from the start. A
 missing file is waited for. Partial lines (a writer mid-line) are held until their newline.
@@ -87,8 +88,10 @@ def follow_lines(
             except FileNotFoundError:
                 time.sleep(poll_interval)  # moved away, not recreated yet: the writer may still append
                 continue
-            if not _same_file(current, os.fstat(fh.fileno())):
-                # Rotated: finish the old file (a writer may have appended just before the move).
+            opened = os.fstat(fh.fileno())
+            if opened.st_nlink == 0 or not _same_file(current, opened):
+                # Rotated (moved, or deleted and recreated - possibly with the same inode number):
+                # finish the old file (a writer may have appended just before the move).
                 while data := fh.read(_CHUNK):
                     yield from split(data)
                 fh.close()
@@ -127,7 +130,7 @@ def format_event(event: Event) -> str:
         f"{event.event_type:<16}",
         event.queue,
         event.worker_class,
-        event.event_hash[:12],
+        event.event_hash,
         f"{event.hostname}:{event.process}",
     ]
     if event.attempt is not None:
