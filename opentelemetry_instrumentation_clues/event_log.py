@@ -224,11 +224,18 @@ class Progress:
     It stays silent for the first ``delay`` seconds, so small inputs never show it.
     """
 
-    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None, delay: float = 0.5) -> None:
+    def __init__(
+        self, total_bytes: int | None, stream: IO[str] | None = None, delay: float | None = None
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total = total_bytes
         self.start = time.monotonic()
+        if delay is None:  # CLUES_PROGRESS_DELAY: seconds before the indicator appears (tests set 0)
+            try:
+                delay = float(os.environ.get("CLUES_PROGRESS_DELAY", "0.5"))
+            except ValueError:
+                delay = 0.5
         self.delay = delay
         self.last = 0.0
         self.shown = False
@@ -292,6 +299,7 @@ def iter_events(
     done_before = 0
     lines = 0
     for path in paths:
+        consumed = 0  # fallback when the input cannot tell its position (a pipe)
         source = "<stdin>" if path == "-" else path
         stream = open_input(path)
         try:
@@ -300,10 +308,11 @@ def iter_events(
                 for raw in _read_lines(stream):
                     lineno += 1
                     lines += 1
-                    if progress is not None and lineno % 4096 == 0:
-                        position = _raw_position(stream)
-                        if position is not None:
-                            progress(done_before + position, lines)
+                    if progress is not None:
+                        consumed += MAX_LINE_BYTES if raw is None else len(raw) + 1
+                        if lineno % 4096 == 0:
+                            position = _raw_position(stream)
+                            progress(done_before + (consumed if position is None else position), lines)
                     if raw is None:
                         malformed.add("line too long", source, lineno)
                         continue
@@ -322,7 +331,7 @@ def iter_events(
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
                 raise InputError(f"cannot read {source}: {exc}") from exc
             position = _raw_position(stream)
-            done_before += position or 0
+            done_before += consumed if position is None else position
         finally:
             if path != "-":
                 stream.close()

@@ -6,7 +6,9 @@ import gzip
 import io
 import json
 import math
+import os
 import random
+import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
@@ -23,7 +25,7 @@ from opentelemetry_instrumentation_clues.event_log import (
     parse_event,
 )
 from opentelemetry_instrumentation_clues.stats import LogHistogram, StatsCollector
-from tests.cli_support import event_line, failure_meta, job_lines, run_cli, write_lines
+from tests.cli_support import REPO_ROOT, cli_env, event_line, failure_meta, job_lines, run_cli, write_lines
 
 GROUPS = [("default", "tests.jobs.add"), ("default", "tests.jobs.div"), ("high", "tests.jobs.add")]
 SCENARIOS = [
@@ -399,3 +401,34 @@ def test_parse_event_keeps_user_metadata():
     assert event.attempt == 2
     assert event.time_in_queue == 1.0
     assert event.line == line
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_indicator_on_a_real_terminal(tmp_path):
+    import pty
+
+    path = tmp_path / "clues.log"
+    write_lines(path, [line for i in range(1500) for line in job_lines(f"{i:032x}", ["ok"], [0.1], [0.1])])
+    env = {**cli_env(), "CLUES_PROGRESS_DELAY": "0"}
+    command = [sys.executable, "-m", "opentelemetry_instrumentation_clues.cli", "stats", str(path)]
+    outputs = {}
+    for name, extra in (("tty", []), ("no-progress", ["--no-progress"])):
+        controller, terminal = pty.openpty()
+        try:
+            proc = subprocess.run(
+                command + extra, stdout=subprocess.PIPE, stderr=terminal, env=env, cwd=REPO_ROOT, timeout=60
+            )
+        finally:
+            os.close(terminal)
+        chunks = []
+        try:
+            while chunk := os.read(controller, 65536):
+                chunks.append(chunk)
+        except OSError:  # EIO once the terminal side is closed and drained (Linux)
+            pass
+        os.close(controller)
+        assert proc.returncode == 0
+        outputs[name] = b"".join(chunks).decode()
+    assert "% " in outputs["tty"] and "lines" in outputs["tty"]
+    assert "\r" in outputs["tty"]
+    assert outputs["no-progress"] == ""
