@@ -53,9 +53,9 @@ definitions:
   SLA share       share of dequeued events with time_in_queue <= --sla
 
 percentiles are nearest-rank, from a fixed log-bucket histogram: every reported percentile is
-within {stats_mod.LogHistogram.RELATIVE_ERROR:.0%} (relative) of the exact value; values under 1us
-are reported as 0. Memory stays flat whatever the input size (about 1,500 buckets per group at
-most, plus one small entry per job whose latest terminal event is failed).
+within {stats_mod.LogHistogram.RELATIVE_ERROR:.0%} (relative) of the exact value (values under 1us
+are reported as 0). Memory stays flat whatever the input size: about 1,500 buckets per group at
+most, plus one small entry per job whose latest terminal event is failed.
 
 malformed lines (bad JSON, missing keys, wrong types) are skipped, counted and summarised on
 stderr (and under "malformed" with --json). A progress indicator is shown on stderr for long
@@ -191,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = commands.add_parser(
         "stats",
         help="per (queue, worker_class): jobs, failures, latency percentiles, SLA share",
-        description="Per (queue, worker_class): jobs, failures, failure rate, p50/p95/p99 of "
-        "time_in_queue and time_to_perform, and the share of dequeues within the SLA; plus a TOTAL row.",
+        description="Per (queue, worker_class): jobs, failures, failure rate, p50/p95/p99 of\n"
+        "time_in_queue and time_to_perform, and the share of dequeues within the SLA; plus a\n"
+        "TOTAL row. Streams its input: any size, flat memory.",
         epilog=_STATS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
