@@ -288,7 +288,8 @@ def test_user_errors_have_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("command", [[], ["stats"], ["trace"], ["tail"]])
-def test_help_on_every_command(command, capsys):
+def test_help_on_every_command(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # same wrapping in this process and the subprocess
     proc = run_cli(*command, "--help")
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: clues")
