@@ -433,3 +433,30 @@ def test_progress_indicator_on_a_real_terminal(tmp_path):
     assert "% " in outputs["tty"] and "lines" in outputs["tty"]
     assert "\r" in outputs["tty"]
     assert outputs["no-progress"] == ""
+
+
+def test_truncated_gzip_is_a_clear_error(tmp_path):
+    data = gzip.compress(
+        "".join(line + "\n" for line in job_lines("e" * 32, ["ok"], [0.5], [0.1]) * 200).encode()
+    )
+    path = tmp_path / "partial.log.gz"
+    path.write_bytes(data[: len(data) // 2])
+    proc = run_cli("stats", str(path))
+    assert proc.returncode == 2
+    assert f"cannot read {path}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_extra_event_types_are_counted_not_malformed(tmp_path, capsys):
+    lines = [
+        event_line("scheduled", "f" * 32),
+        *job_lines("f" * 32, ["ok"], [0.5], [0.1]),
+        event_line("custom", "f" * 32),
+    ]
+    code, doc, err = run_main_json(capsys, str(write_lines(tmp_path / "extra.log", lines)))
+    assert code == 0
+    assert err == ""
+    (group,) = doc["groups"]
+    assert group["events"]["scheduled"] == 1
+    assert group["events"]["custom"] == 1
+    assert group["jobs"] == 1
