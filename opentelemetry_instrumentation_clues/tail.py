@@ -47,13 +47,27 @@ def follow_lines(
     Runs until ``should_stop()`` is true (checked between lines and at every poll) or the consumer
     stops iterating. ``on_notice`` receives human messages (file rotated, truncated, missing).
     """
-    fh = _open(path)
+    fh = _open(path)  # opened now, not at the first next(): "from the end" means from this call
+    skipping = False
     if fh is None:
         on_notice(f"{path}: no such file yet; waiting for it to appear")
     elif not from_start:
-        fh.seek(0, os.SEEK_END)
+        end = fh.seek(0, os.SEEK_END)
+        if end > 0:
+            fh.seek(end - 1)
+            skipping = fh.read(1) != b"\n"  # started mid-line: its tail is not an event
+    return _follow(path, fh, skipping, poll_interval, should_stop, on_notice)
+
+
+def _follow(
+    path: str,
+    fh: IO[bytes] | None,
+    skipping: bool,  # inside a line to drop (over-long, or cut by the start): skip to its newline
+    poll_interval: float,
+    should_stop: Callable[[], bool],
+    on_notice: Callable[[str], None],
+) -> Iterator[bytes]:
     buffer = b""
-    skipping = False  # inside an over-long line: drop bytes until its newline
 
     def split(data: bytes) -> Iterator[bytes]:
         nonlocal buffer, skipping

@@ -255,6 +255,10 @@ def test_follow_lines_step_by_step(tmp_path, monkeypatch):
     path.write_bytes(b"a\r\nb\n")
     assert next(lines) == b"a"
     assert next(lines) == b"b"
+    assert notices == [
+        f"{path}: no such file yet; waiting for it to appear",
+        f"{path}: following the new file",
+    ]
 
     append(path, "c")  # lands in the old file just before the move
     os.rename(path, tmp_path / "clues.log.1")
@@ -274,3 +278,19 @@ def test_follow_lines_step_by_step(tmp_path, monkeypatch):
     lines.close()
     assert any("rotated" in notice for notice in notices)
     assert any("truncated" in notice for notice in notices)
+
+
+def test_follow_from_the_end_skips_a_half_written_line(tmp_path):
+    from opentelemetry_instrumentation_clues import tail as tail_mod
+
+    path = tmp_path / "clues.log"
+    path.write_bytes(b"old\nhalf a li")
+    deadline = time.monotonic() + TIMEOUT
+    lines = tail_mod.follow_lines(
+        str(path), poll_interval=0.005, should_stop=lambda: time.monotonic() > deadline
+    )
+    with path.open("ab") as fh:
+        fh.write(b"ne\nnew\n")
+    # follow_lines opened the file (at its end, mid-line) before this append.
+    assert next(lines) == b"new"
+    lines.close()
