@@ -25,7 +25,6 @@ from .event_log import (
     Malformed,
     Progress,
     check_inputs,
-    format_duration,
     iter_events,
     parse_duration,
     total_size,
@@ -288,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
-__all__ = ["build_parser", "format_duration", "main"]
+__all__ = ["EXIT_NOT_FOUND", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())
