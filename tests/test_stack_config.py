@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import jsonschema
 import pytest
+import yaml
 
 from tests import stack_queries as sq
-
-yaml = pytest.importorskip("yaml")
-jsonschema = pytest.importorskip("jsonschema")
 
 ROOT = sq.REPO_ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
