@@ -561,6 +561,48 @@ def test_logql_uses_only_clues_attribute_names(query: sq.Query) -> None:
             )
 
 
+def _lezer_logql_available() -> bool:
+    node = shutil.which("node")
+    if node is None:
+        return False
+    probe = subprocess.run(
+        [node, "-e", "require('@grafana/lezer-logql')"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _lezer_logql_available(),
+    reason="needs node and @grafana/lezer-logql 0.4 (npm install it elsewhere, set NODE_PATH)",
+)
+def test_logql_parses_with_grafana_grammar(ds_by_uid: dict[str, dict[str, Any]]) -> None:
+    queries = [
+        {"where": str(q), "expr": sq.substitute(q.expr)}
+        for q in sq.loki_queries()
+        if not q.where.startswith("variable ")
+    ]
+    jaeger = next(ds for ds in ds_by_uid.values() if ds["type"] == "jaeger")
+    trace_to_logs = jaeger["jsonData"]["tracesToLogsV2"]["query"].replace("$$", "$")
+    trace_to_logs = trace_to_logs.replace("${__tags}", 'service_name="rq-worker"').replace(
+        "${__trace.traceId}", sq.SAMPLE_VALUES["event_hash"]
+    )
+    queries.append({"where": "Jaeger tracesToLogsV2", "expr": trace_to_logs})
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "logql_syntax.cjs")],
+        input=json.dumps(queries),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_logql_scanner_rejects_bad_queries() -> None:
     with pytest.raises(ValueError):
         sq.logql_names_of('{service_name="a" | x="y"')
