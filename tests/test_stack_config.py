@@ -463,6 +463,10 @@ def test_dashboard_provider_points_at_mounted_dashboards(services: dict[str, Any
     for provider in providers:
         assert mounts.get(provider["options"]["path"]) == sq.DASHBOARDS_DIR.resolve()
     assert mounts.get("/etc/grafana/provisioning") == (ROOT / "deploy" / "grafana" / "provisioning").resolve()
+    home = services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    home_dir, home_file = home.rsplit("/", 1)
+    assert mounts.get(home_dir) == sq.DASHBOARDS_DIR.resolve()
+    assert (sq.DASHBOARDS_DIR / home_file).is_file()
 
 
 # ============================================================================ dashboards
