@@ -245,9 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the events already in FILE first (default: only new ones)",
     )
-    tail.add_argument(
-        "--max-events", type=_positive_int, metavar="N", help="exit (0) after printing N matching events"
-    )
+    tail.add_argument("--max-events", type=_positive_int, metavar="N", help="exit (0) after printing N matching events")
     tail.add_argument(
         "--poll-interval",
         type=_sla_type,

@@ -167,9 +167,7 @@ def parse_event(line: str, source: str = "-", lineno: int = 0) -> Event | str:
         return "bad metadata.hostname"
     if not isinstance(metadata["process"], int) or isinstance(metadata["process"], bool):
         return "bad metadata.process"
-    if "attempt" in metadata and (
-        not isinstance(metadata["attempt"], int) or isinstance(metadata["attempt"], bool)
-    ):
+    if "attempt" in metadata and (not isinstance(metadata["attempt"], int) or isinstance(metadata["attempt"], bool)):
         return "bad metadata.attempt"
     required_duration = {"dequeued": "time_in_queue", "perform_finished": "time_to_perform"}
     required_duration["failed"] = "time_to_perform"
@@ -224,9 +222,7 @@ class Progress:
     It stays silent for the first ``delay`` seconds, so small inputs never show it.
     """
 
-    def __init__(
-        self, total_bytes: int | None, stream: IO[str] | None = None, delay: float | None = None
-    ) -> None:
+    def __init__(self, total_bytes: int | None, stream: IO[str] | None = None, delay: float | None = None) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total = total_bytes

@@ -93,9 +93,7 @@ def json_marshaller(
         try:
             line = _ENCODER.encode(_sanitize(event, 0, set()))
         except Exception:  # belt and braces: still one valid line with the event's identity
-            line = _ENCODER.encode(
-                {**{k: _safe_str(v) for k, v in event.items()}, "args": "<unserializable>"}
-            )
+            line = _ENCODER.encode({**{k: _safe_str(v) for k, v in event.items()}, "args": "<unserializable>"})
     if line.isascii():  # the common case: nothing below can apply
         return line
     # With ensure_ascii=False json leaves these raw inside strings; they are valid JSON

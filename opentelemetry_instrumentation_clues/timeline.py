@@ -66,8 +66,7 @@ def _detail(event: Event) -> str:
     if event.event_type == "failed":
         message = event.metadata.get("message", "")
         return (
-            f"time_to_perform={format_duration(event.time_to_perform)} "
-            f"{event.metadata.get('exception', '')}: {message}"
+            f"time_to_perform={format_duration(event.time_to_perform)} {event.metadata.get('exception', '')}: {message}"
         )
     return ""
 
@@ -131,9 +130,7 @@ def as_dicts(events: Iterable[Event]) -> list[dict[str, Any]]:
     for event in events:
         item = json.loads(event.line)
         item["source"] = f"{event.source}:{event.lineno}"
-        item["seconds_since_previous"] = (
-            None if previous is None else (event.timestamp - previous).total_seconds()
-        )
+        item["seconds_since_previous"] = None if previous is None else (event.timestamp - previous).total_seconds()
         previous = event.timestamp
         out.append(item)
     return out

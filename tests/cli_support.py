@@ -74,9 +74,7 @@ def job_lines(
         extra = {"attempt": attempt} if with_attempt else {}
         clock += tiq
         lines.append(event_line("dequeued", event_hash, at=clock, time_in_queue=tiq, **extra, **common))
-        lines.append(
-            event_line("perform_started", event_hash, at=clock, process=30800 + attempt, **extra, **common)
-        )
+        lines.append(event_line("perform_started", event_hash, at=clock, process=30800 + attempt, **extra, **common))
         clock += ttp
         if outcome == "ok":
             lines.append(

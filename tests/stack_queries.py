@@ -204,9 +204,7 @@ def iter_queries(dashboards: dict[str, dict[str, Any]] | None = None) -> Iterato
             for target in panel.get("targets", []):
                 ds = target.get("datasource") or panel_ds
                 if target.get("expr"):
-                    yield Query(
-                        fname, str(panel.get("title")), ds.get("type", ""), ds.get("uid", ""), target["expr"]
-                    )
+                    yield Query(fname, str(panel.get("title")), ds.get("type", ""), ds.get("uid", ""), target["expr"])
         for var in dash.get("templating", {}).get("list", []):
             if var.get("type") != "query":
                 continue

@@ -63,9 +63,7 @@ def build_dataset(n_jobs: int, seed: int = 1234) -> tuple[list[str], dict[tuple[
         tiqs = [0.0 if rng.random() < 0.03 else round(rng.lognormvariate(-1, 1.2), 6) for _ in outcomes]
         ttps = [round(rng.lognormvariate(-3, 1.5), 6) for _ in outcomes]
         event_hash = f"{i:032x}"
-        per_job.append(
-            job_lines(event_hash, outcomes, tiqs, ttps, at=i, queue=queue, worker_class=worker_class)
-        )
+        per_job.append(job_lines(event_hash, outcomes, tiqs, ttps, at=i, queue=queue, worker_class=worker_class))
         exp = expected[(queue, worker_class)]
         exp.jobs += 1
         exp.failures += outcomes[-1] == "failed"
@@ -319,9 +317,7 @@ def test_parse_duration_rejects(text):
 
 def test_custom_sla_changes_the_share(tmp_path, capsys):
     lines = [
-        line
-        for i, tiq in enumerate([0.4, 0.6, 1.2, 2.5])
-        for line in job_lines(f"{i:032x}", ["ok"], [tiq], [0.1])
+        line for i, tiq in enumerate([0.4, 0.6, 1.2, 2.5]) for line in job_lines(f"{i:032x}", ["ok"], [tiq], [0.1])
     ]
     path = str(write_lines(tmp_path / "sla.log", lines))
     shares = {}
@@ -355,9 +351,7 @@ def test_memory_stays_flat(tmp_path):
     with path.open("w") as fh:
         for i in range(10000):
             outcomes = ["failed", "ok"] if i % 50 == 0 else ["ok"]
-            for line in job_lines(
-                f"{i:032x}", outcomes, [0.1 * (i % 37)] * len(outcomes), [0.01] * len(outcomes)
-            ):
+            for line in job_lines(f"{i:032x}", outcomes, [0.1 * (i % 37)] * len(outcomes), [0.01] * len(outcomes)):
                 fh.write(line + "\n")
     size = path.stat().st_size
     assert size > 10_000_000
@@ -436,9 +430,7 @@ def test_progress_indicator_on_a_real_terminal(tmp_path):
 
 
 def test_truncated_gzip_is_a_clear_error(tmp_path):
-    data = gzip.compress(
-        "".join(line + "\n" for line in job_lines("e" * 32, ["ok"], [0.5], [0.1]) * 200).encode()
-    )
+    data = gzip.compress("".join(line + "\n" for line in job_lines("e" * 32, ["ok"], [0.5], [0.1]) * 200).encode())
     path = tmp_path / "partial.log.gz"
     path.write_bytes(data[: len(data) // 2])
     proc = run_cli("stats", str(path))

@@ -180,9 +180,7 @@ def test_tail_filters_and_compact_format_via_main(tmp_path, capsys):
         ],
     )
     argv = ["tail", str(path), "--from-start", "--max-events", "2", "--poll-interval", "10ms"]
-    assert (
-        cli.main([*argv, "--queue", "q1", "--event-type", "failed", "--worker-class", "tests.jobs.div"]) == 0
-    )
+    assert cli.main([*argv, "--queue", "q1", "--event-type", "failed", "--worker-class", "tests.jobs.div"]) == 0
     captured = capsys.readouterr()
     out = captured.out.splitlines()
     assert len(out) == 2
@@ -192,9 +190,7 @@ def test_tail_filters_and_compact_format_via_main(tmp_path, capsys):
     assert f" {h(5)} " in out[1]
     assert "skipped a malformed line (invalid JSON)" in captured.err
 
-    assert (
-        cli.main([*argv, "--raw", "--event-type", "dequeued", "--event-type", "failed", "--queue", "q1"]) == 0
-    )
+    assert cli.main([*argv, "--raw", "--event-type", "dequeued", "--event-type", "failed", "--queue", "q1"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         ev(2, "dequeued", queue="q1"),
         ev(3, "failed", queue="q1", worker_class="tests.jobs.div", attempt=2),
@@ -286,9 +282,7 @@ def test_follow_from_the_end_skips_a_half_written_line(tmp_path):
     path = tmp_path / "clues.log"
     path.write_bytes(b"old\nhalf a li")
     deadline = time.monotonic() + TIMEOUT
-    lines = tail_mod.follow_lines(
-        str(path), poll_interval=0.005, should_stop=lambda: time.monotonic() > deadline
-    )
+    lines = tail_mod.follow_lines(str(path), poll_interval=0.005, should_stop=lambda: time.monotonic() > deadline)
     with path.open("ab") as fh:
         fh.write(b"ne\nnew\n")
     # follow_lines opened the file (at its end, mid-line) before this append.

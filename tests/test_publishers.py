@@ -149,9 +149,7 @@ def test_log_publisher_creates_file_with_restrictive_mode(
 
 
 @pytest.mark.parametrize("opened_before_fork", [True, False], ids=["shared-fd", "own-fd"])
-def test_log_publisher_forked_processes_keep_every_line_whole(
-    tmp_path: Path, opened_before_fork: bool
-) -> None:
+def test_log_publisher_forked_processes_keep_every_line_whole(tmp_path: Path, opened_before_fork: bool) -> None:
     path = tmp_path / "clues.log"
     publisher = LogPublisher(path)
     # shared-fd: like work horses forked from one worker; own-fd: like separate workers.
@@ -470,9 +468,7 @@ def test_tcp_forked_child_sends_its_own_lines_once_and_not_the_parents(server: L
         assert wait_until(lambda: server.count() >= 30)
         assert publisher.flush(10) is True
         received = tags(server.events())
-        assert sorted(received) == sorted(
-            [("parent", n) for n in range(10)] + [("child", n) for n in range(20)]
-        )
+        assert sorted(received) == sorted([("parent", n) for n in range(10)] + [("child", n) for n in range(20)])
     finally:
         publisher.close()
 

@@ -234,9 +234,7 @@ def test_depends_on_uses_conditions(services: dict[str, Any]) -> None:
             condition = spec.get("condition")
             assert condition in {"service_started", "service_healthy", "service_completed_successfully"}
             if condition == "service_healthy":
-                assert "healthcheck" in services[dep], (
-                    f"{name} waits for {dep} to be healthy, but it has no check"
-                )
+                assert "healthcheck" in services[dep], f"{name} waits for {dep} to be healthy, but it has no check"
     # The telemetry path starts only once its backends are ready; workers need Redis ready.
     assert services["otel-collector"]["depends_on"]["jaeger"]["condition"] == "service_healthy"
     for name in LOCAL_SERVICES:
@@ -378,9 +376,7 @@ def test_prometheus_config_parses() -> None:
     assert cfg["storage"]["tsdb"]["out_of_order_time_window"]
 
 
-@pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)"
-)
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus)")
 def test_promtool_check_config() -> None:
     result = subprocess.run(
         ["promtool", "check", "config", str(PROMETHEUS_CONFIG)],
@@ -396,9 +392,7 @@ def test_loki_config() -> None:
     cfg = load_yaml(LOKI_CONFIG)
     assert cfg["server"]["http_listen_port"] == 3100
     assert cfg["limits_config"]["allow_structured_metadata"] is True
-    assert {c["schema"] for c in cfg["schema_config"]["configs"]} == {"v13"}, (
-        "structured metadata needs schema v13"
-    )
+    assert {c["schema"] for c in cfg["schema_config"]["configs"]} == {"v13"}, "structured metadata needs schema v13"
     assert all(c["store"] == "tsdb" for c in cfg["schema_config"]["configs"])
 
 
@@ -412,9 +406,7 @@ def test_datasource_uids_fixed_and_unique(datasources: list[dict[str, Any]]) -> 
     assert {ds["type"] for ds in datasources} >= {"prometheus", "loki", "jaeger"}
 
 
-def test_datasource_urls_reach_compose_services(
-    datasources: list[dict[str, Any]], services: dict[str, Any]
-) -> None:
+def test_datasource_urls_reach_compose_services(datasources: list[dict[str, Any]], services: dict[str, Any]) -> None:
     for ds in datasources:
         assert urlparse(ds["url"]).hostname in services
 
@@ -554,15 +546,11 @@ def test_logql_uses_only_clues_attribute_names(query: sq.Query) -> None:
         names = sq.logql_names_of(query.expr)
     assert names, f"{query}: refers to no label"
     assert names <= sq.LOKI_NAMES, f"{query}: unknown names {names - sq.LOKI_NAMES}"
-    stream_matchers = re.findall(
-        r"\{([^{}]*)\}", re.sub(r'"(?:\\.|[^"\\])*"', '""', sq.substitute(query.expr))
-    )
+    stream_matchers = re.findall(r"\{([^{}]*)\}", re.sub(r'"(?:\\.|[^"\\])*"', '""', sq.substitute(query.expr)))
     for sel in stream_matchers:
         for matcher in sel.split(","):
             label = matcher.split("=")[0].split("!")[0].strip()
-            assert label in sq.LOKI_STREAM_LABELS, (
-                f"{query}: {label} is structured metadata, not a stream label"
-            )
+            assert label in sq.LOKI_STREAM_LABELS, f"{query}: {label} is structured metadata, not a stream label"
 
 
 def _lezer_logql_available() -> bool:

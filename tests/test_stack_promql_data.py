@@ -96,9 +96,7 @@ def prometheus_url(metrics_target: str, tmp_path_factory: pytest.TempPathFactory
                 pass
             time.sleep(0.5)
         else:
-            pytest.fail(
-                "prometheus did not scrape the target in 60 s: " + (tmp / "prometheus.log").read_text()
-            )
+            pytest.fail("prometheus did not scrape the target in 60 s: " + (tmp / "prometheus.log").read_text())
         yield url
     finally:
         proc.terminate()

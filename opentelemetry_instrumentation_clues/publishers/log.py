@@ -37,9 +37,7 @@ class LogPublisher:
     ``safety.errors`` and never raised; opening is retried on the next event.
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], *, mode: int = 0o640, check_interval: float = 0.1
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o640, check_interval: float = 0.1) -> None:
         self._path = os.fspath(path)
         self._mode = mode
         self._check_interval = check_interval

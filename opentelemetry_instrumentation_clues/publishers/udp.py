@@ -98,9 +98,7 @@ class UdpPublisher:
             if time.monotonic() < self._retry_at:
                 return False
             try:
-                family, kind, proto, _, address = socket.getaddrinfo(
-                    self._host, self._port, type=socket.SOCK_DGRAM
-                )[0]
+                family, kind, proto, _, address = socket.getaddrinfo(self._host, self._port, type=socket.SOCK_DGRAM)[0]
                 sock = socket.socket(family, kind, proto)
                 sock.setblocking(False)
             except Exception:
