@@ -51,7 +51,7 @@ once per kind.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from opentelemetry import trace
@@ -63,8 +63,22 @@ from wrapt import wrap_function_wrapper
 from . import fork_safety
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
+from .flush import flush_all
+from .legacy_exporter import LegacyJsonLineExporter
+from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
+from .marshaller import json_marshaller
 from .package import _instruments
+from .preprocessing import Preprocessing
+from .publishers import (
+    CompositePublisher,
+    EventPublisher,
+    LogPublisher,
+    StandardOutPublisher,
+    TcpPublisher,
+    UdpPublisher,
+)
 from .rq_compat import Queue, Worker, owner_of
+from .runtime_metadata import clues_metadata
 from .safety import errors
 from .telemetry import Telemetry
 from .version import __version__
@@ -89,6 +103,8 @@ class CluesInstrumentor(BaseInstrumentor):
     # BaseInstrumentor is a singleton whose __init__ runs on every CluesInstrumentor()
     # call, so state lives in attributes set by _instrument, never in __init__.
     _patched: list[tuple[type, str]]
+    _providers: list[Callable[[], Any]]
+    _legacy_output: LegacyOutput | None = None
     config: CluesConfig | None = None
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -96,8 +112,12 @@ class CluesInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         config = CluesConfig.from_kwargs(**kwargs)
+        legacy = LegacySettings.from_kwargs(**kwargs)
         tracer_provider = kwargs.get("tracer_provider")
         logger_provider = kwargs.get("logger_provider")
+        self._legacy_output = None
+        if legacy.publisher is not None:
+            self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
         tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
         telemetry = Telemetry(tracer, logger)
@@ -107,8 +127,12 @@ class CluesInstrumentor(BaseInstrumentor):
         ]
         self.config = config
         fork_safety.watch(providers)
+        self._providers = providers
+        preprocessing = None
+        if legacy.item_preprocessor is not None:
+            preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
         self._patched = []
-        self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config))
+        self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config, preprocessing))
         self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers))
 
     def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
@@ -121,9 +145,16 @@ class CluesInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         fork_safety.watch([])
+        legacy_output, self._legacy_output = self._legacy_output, None
+        if legacy_output is not None:
+            legacy_output.detach()
         while getattr(self, "_patched", None):
             owner, method = self._patched.pop()
             unwrap(owner, method)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> None:
+        """Export what clues has buffered (spans, log records, legacy lines) now, within the timeout."""
+        flush_all(getattr(self, "_providers", []), timeout_millis)
 
     @staticmethod
     def error_counts() -> dict[str, int]:
@@ -131,4 +162,16 @@ class CluesInstrumentor(BaseInstrumentor):
         return errors.counts()
 
 
-__all__ = ["CluesInstrumentor", "__version__"]
+__all__ = [
+    "CluesInstrumentor",
+    "CompositePublisher",
+    "EventPublisher",
+    "LegacyJsonLineExporter",
+    "LogPublisher",
+    "StandardOutPublisher",
+    "TcpPublisher",
+    "UdpPublisher",
+    "__version__",
+    "clues_metadata",
+    "json_marshaller",
+]

@@ -35,6 +35,7 @@ class CluesConfig:
     capture_args: bool = True
     max_value_length: int = 2048
     flush_timeout_millis: int = 2000
+    preprocessor_timeout_millis: int = 1000
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CluesConfig:
@@ -56,6 +57,9 @@ class CluesConfig:
             propagation=mode,
             capture_args=cls.capture_args if capture is None else _flag(capture),
             max_value_length=_positive_int(pick("max_value_length", "MAX_VALUE_LENGTH"), cls.max_value_length),
+            preprocessor_timeout_millis=_positive_int(
+                pick("preprocessor_timeout_millis", "PREPROCESSOR_TIMEOUT_MILLIS"), cls.preprocessor_timeout_millis
+            ),
             flush_timeout_millis=_positive_int(
                 pick("flush_timeout_millis", "FLUSH_TIMEOUT_MILLIS"), cls.flush_timeout_millis
             ),

@@ -21,6 +21,7 @@ from .config import CluesConfig
 from .events import OPERATION_NAME, OPERATION_TYPE, EventType, JobFacts
 from .job_context import JobClues
 from .job_trace import carrier_for, start_continued, start_first_send
+from .preprocessing import Preprocessing
 from .rq_compat import arg, as_epoch_ns, queue_is_async
 from .safety import call_guarded, guarded
 from .telemetry import Telemetry
@@ -34,9 +35,10 @@ class _Send:
 
 
 class EnqueueHooks:
-    def __init__(self, telemetry: Telemetry, config: CluesConfig) -> None:
+    def __init__(self, telemetry: Telemetry, config: CluesConfig, preprocessing: Preprocessing | None) -> None:
         self.telemetry = telemetry
         self.config = config
+        self.preprocessing = preprocessing
 
     # wrapt wrappers -----------------------------------------------------------
     def enqueue_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
@@ -83,6 +85,8 @@ class EnqueueHooks:
         if clues is None:
             span, event_hash = start_first_send(self.telemetry.tracer, name, mode, span_attributes, start_ns)
             clues = JobClues(event_hash=event_hash)
+            if self.preprocessing is not None:
+                clues.metadata = self.preprocessing.metadata_for(queue.name, job)
         else:
             span = start_continued(
                 self.telemetry.tracer, name, SpanKind.PRODUCER, clues, mode, span_attributes, start_ns

@@ -100,6 +100,10 @@ def attribute_value(value: Any, limit: int) -> AttributeValue:
     return bounded_json(value, limit)
 
 
+def metadata_attributes(metadata: dict[str, Any], limit: int) -> dict[str, AttributeValue]:
+    return {METADATA_PREFIX + str(key): attribute_value(value, limit) for key, value in metadata.items()}
+
+
 @dataclass(frozen=True)
 class Failure:
     type: str
@@ -159,8 +163,7 @@ class JobFacts:
             args, kwargs = _job_arguments(job)
             attributes[ARGS] = bounded_json(args, limit)
             attributes[KWARGS] = bounded_json(kwargs, limit)
-        for key, value in metadata.items():
-            attributes[METADATA_PREFIX + str(key)] = attribute_value(value, limit)
+        attributes.update(metadata_attributes(metadata, limit))
         return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes)
 
     def event_attributes(

@@ -14,11 +14,12 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from . import attempts, job_context
 from .attempts import Attempt
 from .config import CluesConfig
-from .events import OPERATION_NAME, OPERATION_TYPE, EventType, Failure, JobFacts
+from .events import OPERATION_NAME, OPERATION_TYPE, EventType, Failure, JobFacts, metadata_attributes
 from .failures import current_failure, retry_failure
 from .flush import flush_all
 from .job_context import JobClues
@@ -74,6 +75,7 @@ class WorkerHooks:
                     attempt.span,
                     end_ns,
                     time_to_perform=self._time_to_perform(attempt, job, end_ns),
+                    extra=self._runtime_metadata(job),
                 )
         return result
 
@@ -167,11 +169,17 @@ class WorkerHooks:
             end_ns,
             time_to_perform=self._time_to_perform(attempt, job, end_ns),
             failure=failure,
+            extra=self._runtime_metadata(job),
         )
         self.telemetry.mark_failed(attempt.span, failure)
         if not attempt.performing_here:
             # The horse died before ending its copy of the span: this process ends it.
             attempt.end(end_ns)
+
+    def _runtime_metadata(self, job: Any) -> dict[str, AttributeValue]:
+        """What the job added with clues_metadata() while it ran."""
+        clues = job_context.read(job)
+        return metadata_attributes(clues.metadata, self.config.max_value_length) if clues else {}
 
     @staticmethod
     def _ended_ns(job: Any, attempt: Attempt) -> int:

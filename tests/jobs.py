@@ -8,7 +8,7 @@ import time
 from opentelemetry import trace
 
 
-def add(a: int, b: int) -> int:
+def add(a: int, b: int, **labels: object) -> int:
     return a + b
 
 
@@ -32,3 +32,24 @@ def pid() -> int:
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def record_rows(rows: int) -> int:
+    from opentelemetry_instrumentation_clues import clues_metadata
+
+    clues_metadata()["rows"] = rows
+    return rows
+
+
+def fail_after_noting(reason: str) -> None:
+    from opentelemetry_instrumentation_clues import clues_metadata
+
+    clues_metadata()["reason"] = reason
+    raise RuntimeError(reason)
+
+
+def tag_customer(queue: str, item: dict) -> None:
+    """An item preprocessor (seed style): adds metadata before the job is enqueued."""
+    item["clues_metadata"]["customer_id"] = 42
+    item["clues_metadata"]["queue_seen"] = queue
+    item["clues_metadata"]["first_arg"] = item["args"][0] if item["args"] else None

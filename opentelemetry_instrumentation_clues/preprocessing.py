@@ -1,0 +1,62 @@
+"""The seed's item preprocessor: decorate a job with metadata when it is first enqueued.
+
+``item_preprocessor(queue_name, item)`` receives
+``{'class': func_name, 'args': [...], 'kwargs': {...}, 'clues_metadata': {}}``;
+whatever it puts into ``item['clues_metadata']`` shows on every later event of
+the job (span and log attributes ``clues.metadata.<key>``, legacy ``metadata``).
+Changing ``args``/``kwargs`` in the item does not change the job.
+
+It runs off the enqueuing thread with a copy of its contextvars (so a
+contextvar-based "current customer" is visible; a plain thread-local is not),
+with a time limit, and its errors never reach the enqueue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .bounded_call import BoundedCaller
+from .safety import errors
+
+ItemPreprocessor = Callable[[str, dict[str, Any]], Any]
+
+
+class MetadataNotADict(TypeError):
+    pass
+
+
+class Preprocessing:
+    def __init__(self, preprocessor: ItemPreprocessor, timeout: float) -> None:
+        self.preprocessor = preprocessor
+        self._caller = BoundedCaller("item preprocessor", timeout)
+
+    def metadata_for(self, queue_name: str, job: Any) -> dict[str, Any]:
+        try:
+            item: dict[str, Any] = {
+                "class": job.func_name,
+                "args": list(job.args),
+                "kwargs": dict(job.kwargs),
+                "clues_metadata": {},
+            }
+        except Exception as exc:
+            errors.record("item preprocessor", exc)
+            return {}
+        if not self._caller.call(self.preprocessor, queue_name, item):
+            return {}
+        metadata = item.get("clues_metadata")
+        if not isinstance(metadata, dict):
+            errors.record("item preprocessor", MetadataNotADict("item['clues_metadata'] must stay a dict"))
+            return {}
+        return {str(key): storable(value) for key, value in metadata.items()}
+
+
+def storable(value: Any) -> Any:
+    """A value that any rq serializer (pickle or JSON) can save in job.meta."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
