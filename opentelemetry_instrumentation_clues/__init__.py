@@ -58,6 +58,7 @@ from opentelemetry import trace
 from opentelemetry._logs import get_logger, get_logger_provider
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.metrics import get_meter, get_meter_provider
 from wrapt import wrap_function_wrapper
 
 from . import fork_safety
@@ -67,6 +68,7 @@ from .flush import flush_all
 from .legacy_exporter import LegacyJsonLineExporter
 from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
 from .marshaller import json_marshaller
+from .metrics import JobMetrics, MeasurementRouter
 from .package import _instruments
 from .preprocessing import Preprocessing
 from .publishers import (
@@ -94,6 +96,8 @@ _WORKER_PATCHES = (
     ("handle_job_success", "handle_job_success"),
     ("handle_job_failure", "handle_job_failure"),
     ("handle_job_retry", "handle_job_retry"),
+    ("fork_work_horse", "fork_work_horse"),
+    ("monitor_work_horse", "monitor_work_horse"),
 )
 
 
@@ -118,9 +122,11 @@ class CluesInstrumentor(BaseInstrumentor):
         self._legacy_output = None
         if legacy.publisher is not None:
             self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
+        meter_provider = kwargs.get("meter_provider")
         tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
-        telemetry = Telemetry(tracer, logger)
+        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        telemetry = Telemetry(tracer, logger, MeasurementRouter(JobMetrics(meter)))
         providers = [
             (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
             (lambda: logger_provider) if logger_provider else get_logger_provider,
@@ -133,7 +139,8 @@ class CluesInstrumentor(BaseInstrumentor):
             preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
         self._patched = []
         self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config, preprocessing))
-        self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers))
+        get_meter_provider_in_use = (lambda: meter_provider) if meter_provider else get_meter_provider
+        self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers, get_meter_provider_in_use))
 
     def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
         for method, hook in patches:

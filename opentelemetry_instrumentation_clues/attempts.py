@@ -15,7 +15,8 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from .events import JobFacts
+from .events import Failure, JobFacts
+from .metrics import HorsePipe
 
 _ATTR = "_clues_attempt"
 
@@ -29,6 +30,11 @@ class Attempt:
     perform_started_ns: int | None = None
     performing_pid: int | None = None  # set only in the process that runs perform_job
     ended: bool = False
+    pipe: HorsePipe | None = None  # forking Worker: measurements from the horse to the parent
+    terminal_published: bool = False  # perform_finished or failed, once per attempt
+    # Set while rq handles a returned Retry, which on some versions goes through handle_job_failure.
+    retry_failure: Failure | None = None
+    retry_will_retry: bool = False
 
     @property
     def performing_here(self) -> bool:

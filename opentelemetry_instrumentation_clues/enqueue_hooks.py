@@ -113,4 +113,6 @@ class EnqueueHooks:
             if send.event_type is EventType.ENQUEUED:
                 enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
             self.telemetry.publish(send.event_type, send.facts, send.span, enqueued_ns or now_ns)
+            operation = "schedule" if send.event_type is EventType.SCHEDULED else "send"
+            self.telemetry.count_sent(send.facts, operation)
             send.span.end(end_time=max(now_ns, enqueued_ns or 0))

@@ -45,6 +45,7 @@ WORKER_CLASS = "rq.job.func_name"
 ARGS = "rq.job.args"
 KWARGS = "rq.job.kwargs"
 ATTEMPT = "rq.job.attempt"
+WILL_RETRY = "rq.job.will_retry"  # on failed: rq will run the job again
 HOSTNAME = "host.name"
 PROCESS = "process.pid"
 TIME_IN_QUEUE = "clues.time_in_queue"
@@ -138,6 +139,7 @@ class JobFacts:
     event_hash: str
     attempt: int
     base_attributes: dict[str, AttributeValue]
+    metric_attributes: dict[str, AttributeValue]  # bounded cardinality: no ids, hashes or args
 
     @classmethod
     def build(
@@ -164,7 +166,12 @@ class JobFacts:
             attributes[ARGS] = bounded_json(args, limit)
             attributes[KWARGS] = bounded_json(kwargs, limit)
         attributes.update(metadata_attributes(metadata, limit))
-        return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes)
+        metric_attributes: dict[str, AttributeValue] = {
+            MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+            QUEUE: queue_name,
+            WORKER_CLASS: worker_class,
+        }
+        return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes, metric_attributes)
 
     def event_attributes(
         self,

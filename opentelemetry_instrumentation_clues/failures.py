@@ -36,5 +36,17 @@ def current_failure(exc_string: str | None, stopped: bool) -> Failure:
     return Failure("UnknownFailure", text.strip().splitlines()[-1] if text.strip() else "", text)
 
 
+def job_should_retry(job: Any) -> bool:
+    """What rq's handle_job_failure is about to decide (rq 2.x and 3.x)."""
+    retries_left = getattr(job, "retries_left", None)
+    return retries_left is not None and retries_left > 0
+
+
+def returned_retry_will_run(job: Any, retry: Any) -> bool:
+    """rq re-runs a job that returned ``Retry`` until its number_of_retries reaches retry.max."""
+    done = getattr(job, "number_of_retries", None) or 0
+    return not (done and done >= getattr(retry, "max", 0))
+
+
 def retry_failure(retry: Any) -> Failure:
     return Failure(RETRY_RETURNED, f"job returned {retry!r}", "")

@@ -9,16 +9,34 @@ from opentelemetry import trace
 from opentelemetry._logs import Logger, SeverityNumber
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 
-from .events import ERROR_TYPE, EventType, Failure, JobFacts
+from .events import ERROR_TYPE, OPERATION_NAME, EventType, Failure, JobFacts
+from .metrics import CONSUMED, OUTCOME, PROCESS_DURATION, SENT, TIME_IN_QUEUE, MeasurementRouter
 from .safety import guarded
 
 
 class Telemetry:
     """The tracer and logger clues writes through, plus the event publishing rule."""
 
-    def __init__(self, tracer: Tracer, logger: Logger) -> None:
+    def __init__(self, tracer: Tracer, logger: Logger, measurements: MeasurementRouter) -> None:
         self.tracer = tracer
         self.logger = logger
+        self.measurements = measurements
+
+    def count_sent(self, facts: JobFacts, operation: str) -> None:
+        self.measurements.record(SENT, 1, {**facts.metric_attributes, OPERATION_NAME: operation})
+
+    def record_time_in_queue(self, facts: JobFacts, seconds: float) -> None:
+        self.measurements.record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes)
+
+    def record_attempt_end(
+        self, facts: JobFacts, time_to_perform: float | None, outcome: str, failure: Failure | None = None
+    ) -> None:
+        attributes = {**facts.metric_attributes, OPERATION_NAME: "process", OUTCOME: outcome}
+        if failure is not None:
+            attributes[ERROR_TYPE] = failure.type
+        self.measurements.record(CONSUMED, 1, attributes)
+        if time_to_perform is not None:
+            self.measurements.record(PROCESS_DURATION, max(0.0, time_to_perform), attributes)
 
     def publish(
         self,

@@ -19,21 +19,29 @@ from opentelemetry.util.types import AttributeValue
 from . import attempts, job_context
 from .attempts import Attempt
 from .config import CluesConfig
-from .events import OPERATION_NAME, OPERATION_TYPE, EventType, Failure, JobFacts, metadata_attributes
-from .failures import current_failure, retry_failure
+from .events import OPERATION_NAME, OPERATION_TYPE, WILL_RETRY, EventType, Failure, JobFacts, metadata_attributes
+from .failures import current_failure, job_should_retry, retry_failure, returned_retry_will_run
 from .flush import flush_all
 from .job_context import JobClues
 from .job_trace import carrier_for, new_event_hash, start_continued
+from .metrics import HorsePipe, silence_inherited_readers
 from .rq_compat import arg, as_epoch_ns, stopped_job_id, worker_is_horse
 from .safety import call_guarded, guarded
 from .telemetry import Telemetry
 
 
 class WorkerHooks:
-    def __init__(self, telemetry: Telemetry, config: CluesConfig, providers: list[Callable[[], Any]]) -> None:
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        config: CluesConfig,
+        providers: list[Callable[[], Any]],
+        meter_provider: Callable[[], Any],
+    ) -> None:
         self.telemetry = telemetry
         self.config = config
-        self.providers = providers
+        self.providers = providers  # flushed by a forked horse (never the meter provider)
+        self.meter_provider = meter_provider
 
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -60,50 +68,68 @@ class WorkerHooks:
                 with guarded("ending the process span"):
                     attempt.end()
             if worker_is_horse(worker):
+                self.telemetry.measurements.leave_horse()
                 flush_all(self.providers, self.config.flush_timeout_millis)
+
+    def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """Open the pipe the horse sends its measurements through (forking Worker only)."""
+        job = arg(args, kwargs, 0, "job")
+        attempt = attempts.current(worker, getattr(job, "id", None))
+        if attempt is not None:
+            with guarded("opening the work horse pipe"):
+                attempt.pipe = HorsePipe()
+        result = wrapped(*args, **kwargs)  # only the parent returns here
+        if attempt is not None and attempt.pipe is not None:
+            attempt.pipe.parent_side()
+        return result
+
+    def monitor_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            job = arg(args, kwargs, 0, "job")
+            attempt = attempts.current(worker, getattr(job, "id", None))
+            if attempt is not None and attempt.pipe is not None:
+                pipe, attempt.pipe = attempt.pipe, None
+                self.telemetry.measurements.replay(pipe.read_fd)
+                pipe.close()
 
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         result = wrapped(*args, **kwargs)
         with guarded("perform_finished"):
             job = arg(args, kwargs, 0, "job")
-            attempt = attempts.current(worker, job.id)
-            if attempt is not None:
-                end_ns = self._ended_ns(job, attempt)
-                self.telemetry.publish(
-                    EventType.PERFORM_FINISHED,
-                    attempt.facts,
-                    attempt.span,
-                    end_ns,
-                    time_to_perform=self._time_to_perform(attempt, job, end_ns),
-                    extra=self._runtime_metadata(job),
-                )
+            self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
         return result
 
     def handle_job_failure(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
-        # Read before rq clears them: the active exception and whether the job was stopped.
-        failure = call_guarded(
-            "failed",
-            current_failure,
-            arg(args, kwargs, 3, "exc_string"),
-            job is not None and stopped_job_id(worker) == getattr(job, "id", None),
-            default=None,
-        )
+        # Read before rq clears them: the active exception, whether the job was stopped, retries left.
+        stopped = job is not None and stopped_job_id(worker) == getattr(job, "id", None)
+        failure = call_guarded("failed", current_failure, arg(args, kwargs, 3, "exc_string"), stopped, default=None)
+        will_retry = not stopped and call_guarded("failed", job_should_retry, job, default=False)
         try:
             return wrapped(*args, **kwargs)
         finally:
             if failure is not None:
                 with guarded("failed"):
-                    self._publish_failed(worker, job, arg(args, kwargs, 1, "queue"), failure)
+                    self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
 
     def handle_job_retry(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """A job returned ``Retry``: a failed attempt, retried unless its retries are used up."""
         job = arg(args, kwargs, 0, "job")
         retry = arg(args, kwargs, 2, "retry")
+        attempt = attempts.current(worker, getattr(job, "id", None))
+        if attempt is not None:
+            with guarded("failed"):
+                attempt.retry_failure = retry_failure(retry)
+                attempt.retry_will_retry = returned_retry_will_run(job, retry)
         try:
             return wrapped(*args, **kwargs)
         finally:
-            with guarded("failed"):
-                self._publish_failed(worker, job, arg(args, kwargs, 1, "queue"), retry_failure(retry))
+            if attempt is not None and attempt.retry_failure is not None:
+                with guarded("failed"):
+                    queue = arg(args, kwargs, 1, "queue")
+                    self._publish_terminal(worker, job, queue, attempt.retry_failure, attempt.retry_will_retry)
 
     # -------------------------------------------------------------------------
     def _begin_attempt(self, job: Any, queue_name: str, dequeued_ns: int | None) -> Attempt:
@@ -145,6 +171,8 @@ class WorkerHooks:
         self.telemetry.publish(
             EventType.DEQUEUED, attempt.facts, attempt.span, attempt.dequeued_ns, time_in_queue=time_in_queue
         )
+        if time_in_queue is not None:
+            self.telemetry.record_time_in_queue(attempt.facts, time_in_queue)
 
     def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt:
         attempt = attempts.current(worker, job.id)
@@ -152,26 +180,55 @@ class WorkerHooks:
             # Performing without our dequeue (SpawnWorker's fresh interpreter, a custom loop).
             attempt = self._begin_attempt(job, queue.name, dequeued_ns=None)
             attempts.remember(worker, attempt)
+        if attempt.pipe is not None and worker_is_horse(worker):
+            # A forked horse: measurements go to the parent; inherited readers stay quiet.
+            self.telemetry.measurements.enter_horse(attempt.pipe.write_fd)
+            silence_inherited_readers(self.meter_provider())
         attempt.performing_pid = os.getpid()
         attempt.perform_started_ns = time.time_ns()
         self.telemetry.publish(EventType.PERFORM_STARTED, attempt.facts, attempt.span, attempt.perform_started_ns)
         return attempt
 
-    def _publish_failed(self, worker: Any, job: Any, queue: Any, failure: Failure) -> None:
+    def _publish_terminal(self, worker: Any, job: Any, queue: Any, failure: Failure | None, will_retry: bool) -> None:
+        """perform_finished (failure None) or failed: once per attempt, with its metrics."""
         attempt = attempts.current(worker, job.id)
         if attempt is None:
+            if failure is None:
+                return
             attempt = self._begin_attempt(job, getattr(queue, "name", None) or job.origin, dequeued_ns=None)
+        if attempt.terminal_published:
+            return
+        if attempt.retry_failure is not None:  # rq handles a returned Retry through its failure path
+            failure, will_retry = attempt.retry_failure, attempt.retry_will_retry
+        attempt.terminal_published = True
         end_ns = self._ended_ns(job, attempt)
+        time_to_perform = self._time_to_perform(attempt, job, end_ns)
+        if failure is None:
+            self.telemetry.publish(
+                EventType.PERFORM_FINISHED,
+                attempt.facts,
+                attempt.span,
+                end_ns,
+                time_to_perform=time_to_perform,
+                extra=self._runtime_metadata(job),
+            )
+            self.telemetry.record_attempt_end(attempt.facts, time_to_perform, "success")
+            return
+        extra = self._runtime_metadata(job)
+        extra[WILL_RETRY] = will_retry
         self.telemetry.publish(
             EventType.FAILED,
             attempt.facts,
             attempt.span,
             end_ns,
-            time_to_perform=self._time_to_perform(attempt, job, end_ns),
+            time_to_perform=time_to_perform,
             failure=failure,
-            extra=self._runtime_metadata(job),
+            extra=extra,
         )
         self.telemetry.mark_failed(attempt.span, failure)
+        self.telemetry.record_attempt_end(
+            attempt.facts, time_to_perform, "retried" if will_retry else "failure", failure
+        )
         if not attempt.performing_here:
             # The horse died before ending its copy of the span: this process ends it.
             attempt.end(end_ns)
