@@ -46,7 +46,7 @@ class Attempt:
             self.span.end(end_time=end_ns)
 
 
-def current(worker: Any, job_id: str) -> Attempt | None:
+def current(worker: Any, job_id: str | None) -> Attempt | None:
     attempt = getattr(worker, _ATTR, None)
     if isinstance(attempt, Attempt) and attempt.job_id == job_id:
         return attempt

@@ -53,3 +53,10 @@ def tag_customer(queue: str, item: dict) -> None:
     item["clues_metadata"]["customer_id"] = 42
     item["clues_metadata"]["queue_seen"] = queue
     item["clues_metadata"]["first_arg"] = item["args"][0] if item["args"] else None
+
+
+def retry_until_exhausted() -> object:
+    """Returns rq's Retry (rq >= 2.1): the attempt fails and rq runs it again while retries remain."""
+    from rq import Retry
+
+    return Retry(max=1)

@@ -1,0 +1,117 @@
+"""Metrics from real worker processes: OTLP to a real receiver, and a Prometheus scrape over HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from redis import Redis
+from rq import Queue
+
+from tests.metric_points import from_otlp, totals
+from tests.otlp_receiver import free_port, otlp_receiver
+from tests.processes import env_with, instrumented, rq_worker_cmd, run, tool
+
+SUCCESSES, FAILURES, RETRIED = 200, 40, 20  # 300 jobs
+EXPECTED_CONSUMED = {"success": SUCCESSES, "failure": FAILURES + RETRIED, "retried": 2 * RETRIED}
+ATTEMPTS = SUCCESSES + FAILURES + 3 * RETRIED
+
+
+def enqueue_mix(redis_url: str, queue: str, env: dict[str, str], s: int, f: int, r: int) -> None:
+    run(instrumented(sys.executable, "-m", "tests.enqueue_mix", redis_url, queue, str(s), str(f), str(r)), env)
+
+
+def test_three_hundred_jobs_counted_exactly_at_an_otlp_receiver(redis_url):
+    with otlp_receiver() as receiver:
+        metrics_env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+        # Distinct services: processes reporting the same cumulative series must be told apart.
+        producer_env = env_with({**receiver.otel_env("metered-producer"), **metrics_env})
+        worker_env = env_with({**receiver.otel_env("metered-worker"), **metrics_env})
+        enqueue_mix(redis_url, "metered", producer_env, SUCCESSES, FAILURES, RETRIED)
+        run(instrumented(*rq_worker_cmd(redis_url, "metered")), worker_env)
+
+        def complete(received) -> bool:
+            points = from_otlp(received.metric_requests)
+            sent = totals(points, "messaging.client.sent.messages", "messaging.operation.name")
+            consumed = totals(points, "messaging.client.consumed.messages", "clues.outcome")
+            return consumed == EXPECTED_CONSUMED and sent.get("send", 0) >= SUCCESSES + FAILURES + 3 * RETRIED
+
+        received = receiver.wait_for(complete, timeout=60)
+    points = from_otlp(received.metric_requests)
+    assert totals(points, "messaging.process.duration", "clues.outcome") == EXPECTED_CONSUMED
+    assert sum(totals(points, "rq.job.time_in_queue", "clues.outcome").values()) == ATTEMPTS
+    assert totals(points, "messaging.client.sent.messages", "messaging.operation.name") == {
+        "send": SUCCESSES + FAILURES + RETRIED + 2 * RETRIED
+    }
+    errors = totals(points, "messaging.client.consumed.messages", "error.type")
+    assert errors == {None: SUCCESSES, "ValueError": FAILURES + 3 * RETRIED}
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sum_by(samples, name: str, label: str) -> dict[str, float]:
+    summed: dict[str, float] = {}
+    for (sample, labels), value in samples.items():
+        if sample == name:
+            key = dict(labels).get(label, "")
+            summed[key] = summed.get(key, 0) + value
+    return summed
+
+
+def test_forking_worker_metrics_scraped_by_prometheus(redis_url):
+    port = free_port()
+    env = env_with(
+        {
+            "OTEL_SERVICE_NAME": "scraped",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "prometheus",
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+            "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+        }
+    )
+    successes, failures, retried = 30, 5, 5
+    enqueue_mix(redis_url, "scraped", env, successes, failures, retried)
+    worker = subprocess.Popen(
+        instrumented(tool("rq"), "worker", "-u", redis_url, "scraped"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    expected = {"success": successes, "failure": failures + retried, "retried": 2 * retried}
+    try:
+        queue = Queue("scraped", connection=Redis.from_url(redis_url))
+        deadline = time.monotonic() + 120
+        samples: dict = {}
+        while time.monotonic() < deadline:  # a live worker: poll its /metrics until every attempt is counted
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            try:
+                samples = scrape(port)
+            except OSError:
+                samples = {}
+            if sum_by(samples, "messaging_client_consumed_messages_total", "clues_outcome") == expected:
+                break
+            time.sleep(0.2)
+        assert len(queue) == 0
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert sum_by(samples, "messaging_client_consumed_messages_total", "clues_outcome") == expected
+    assert sum_by(samples, "messaging_process_duration_seconds_count", "clues_outcome") == expected
+    assert sum(sum_by(samples, "rq_job_time_in_queue_seconds_count", "rq_job_func_name").values()) == (
+        successes + failures + 3 * retried
+    )
+    buckets = {dict(labels)["le"] for (name, labels) in samples if name == "rq_job_time_in_queue_seconds_bucket"}
+    assert {"2.5", "3600.0"} <= buckets or {"2.5", "3600"} <= buckets
