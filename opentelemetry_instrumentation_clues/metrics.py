@@ -122,22 +122,29 @@ class MeasurementRouter:
 
 
 class HorsePipe:
-    """The pipe between one work horse and its parent."""
+    """The pipe between one work horse and its parent.
+
+    Each end is closed at most once: a closed descriptor number is soon reused
+    (by a log file, a socket), and closing it twice would close that instead.
+    """
 
     def __init__(self) -> None:
         self.read_fd, self.write_fd = os.pipe()
 
     def parent_side(self) -> None:
-        _close(self.write_fd)  # the horse holds its own copy; EOF comes when it exits
+        """After the fork, in the parent: the horse holds its own copy; EOF comes when it exits."""
+        self.write_fd = _close(self.write_fd)
 
     def close(self) -> None:
-        _close(self.read_fd)
-        _close(self.write_fd)
+        self.read_fd = _close(self.read_fd)
+        self.write_fd = _close(self.write_fd)
 
 
-def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
+def _close(fd: int) -> int:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return -1
 
 
 class _DroppingMetricExporter:
