@@ -89,7 +89,12 @@ from .worker_hooks import WorkerHooks
 _SCOPE = "opentelemetry_instrumentation_clues"
 
 # (class whose MRO owns the method, method name, hook attribute)
-_QUEUE_PATCHES = (("_enqueue_job", "enqueue_job"), ("schedule_job", "schedule_job"))
+_QUEUE_PATCHES = (
+    ("_enqueue_job", "enqueue_job"),
+    ("schedule_job", "schedule_job"),
+    ("setup_dependencies", "setup_dependencies"),
+)
+_SYNC_QUEUE_PATCHES = (("run_sync", "run_sync"), ("run_job", "run_job"))
 _WORKER_PATCHES = (
     ("dequeue_job_and_maintain_ttl", "dequeue"),
     ("perform_job", "perform_job"),
@@ -140,7 +145,9 @@ class CluesInstrumentor(BaseInstrumentor):
         self._patched = []
         self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config, preprocessing))
         get_meter_provider_in_use = (lambda: meter_provider) if meter_provider else get_meter_provider
-        self._patch(Worker, _WORKER_PATCHES, WorkerHooks(telemetry, config, providers, get_meter_provider_in_use))
+        worker_hooks = WorkerHooks(telemetry, config, providers, get_meter_provider_in_use)
+        self._patch(Worker, _WORKER_PATCHES, worker_hooks)
+        self._patch(Queue, _SYNC_QUEUE_PATCHES, worker_hooks)
 
     def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
         for method, hook in patches:

@@ -35,6 +35,7 @@ class Attempt:
     # Set while rq handles a returned Retry, which on some versions goes through handle_job_failure.
     retry_failure: Failure | None = None
     retry_will_retry: bool = False
+    sync_failure: Failure | None = None  # Queue(is_async=False): what the job raised
 
     @property
     def performing_here(self) -> bool:

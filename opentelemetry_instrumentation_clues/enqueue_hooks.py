@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
+from rq.job import JobStatus
 
 from . import job_context
 from .config import CluesConfig
@@ -52,6 +53,22 @@ class EnqueueHooks:
             return wrapped(*args, **kwargs)
         return self._run(wrapped, args, kwargs, send, job)
 
+    def setup_dependencies(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        """A job with dependencies: the trace starts here, before rq saves it as deferred."""
+        job = arg(args, kwargs, 0, "job")
+        if not getattr(job, "_dependency_ids", None) or job_context.read(job) is not None:
+            return wrapped(*args, **kwargs)
+        send = call_guarded("deferred", self._begin, queue, job, EventType.DEFERRED, default=None)
+        if send is None:
+            return wrapped(*args, **kwargs)
+        result = self._run(wrapped, args, kwargs, send, job, publish=False)
+        with guarded("deferred"):
+            if job.get_status(refresh=False) == JobStatus.DEFERRED:
+                self._finish(send, job)
+            else:  # nothing to wait for: rq enqueues it now, and that send span carries on
+                send.span.end()
+        return result
+
     def schedule_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
         send = call_guarded("scheduled", self._begin, queue, job, EventType.SCHEDULED, default=None)
@@ -60,7 +77,9 @@ class EnqueueHooks:
         return self._run(wrapped, args, kwargs, send, job)
 
     # -------------------------------------------------------------------------
-    def _run(self, wrapped: Callable[..., Any], args: tuple, kwargs: dict, send: _Send, job: Any) -> Any:
+    def _run(
+        self, wrapped: Callable[..., Any], args: tuple, kwargs: dict, send: _Send, job: Any, publish: bool = True
+    ) -> Any:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -69,13 +88,14 @@ class EnqueueHooks:
                 send.span.set_attribute("error.type", type(exc).__qualname__)
                 send.span.end()
             raise
-        self._finish(send, job)
+        if publish:
+            self._finish(send, job)
         return result
 
     def _begin(self, queue: Any, job: Any, event_type: EventType) -> _Send:
         start_ns = time.time_ns()
-        scheduled = event_type is EventType.SCHEDULED
-        name = f"{'schedule' if scheduled else 'send'} {queue.name}"
+        scheduled = event_type is not EventType.ENQUEUED  # scheduled or deferred: created, not yet queued
+        name = f"{'schedule' if event_type is EventType.SCHEDULED else 'send'} {queue.name}"
         span_attributes: dict[str, AttributeValue] = {
             OPERATION_TYPE: "create" if scheduled else "send",
             OPERATION_NAME: name.split()[0],
@@ -113,6 +133,7 @@ class EnqueueHooks:
             if send.event_type is EventType.ENQUEUED:
                 enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
             self.telemetry.publish(send.event_type, send.facts, send.span, enqueued_ns or now_ns)
-            operation = "schedule" if send.event_type is EventType.SCHEDULED else "send"
-            self.telemetry.count_sent(send.facts, operation)
+            if send.event_type is not EventType.DEFERRED:  # counted when rq really enqueues it
+                operation = "schedule" if send.event_type is EventType.SCHEDULED else "send"
+                self.telemetry.count_sent(send.facts, operation)
             send.span.end(end_time=max(now_ns, enqueued_ns or 0))

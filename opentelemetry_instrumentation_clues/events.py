@@ -21,6 +21,7 @@ from opentelemetry.util.types import AttributeValue
 
 class EventType(str, Enum):
     SCHEDULED = "scheduled"  # extra: enqueue_at / enqueue_in, before the scheduler enqueues it
+    DEFERRED = "deferred"  # extra: waits for the jobs it depends on, before it is enqueued
     ENQUEUED = "enqueued"
     DEQUEUED = "dequeued"
     PERFORM_STARTED = "perform_started"

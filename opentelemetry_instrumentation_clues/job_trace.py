@@ -62,17 +62,22 @@ def start_continued(
     """A later span of a job (re-enqueue or attempt), under the job's stored context.
 
     When the current span already belongs to the job's trace (a retry enqueued
-    from inside the failing attempt), it is the more precise parent.
+    from inside the failing attempt), it is the more precise parent; when it
+    belongs to another trace (a dependent enqueued by the job it waited for), it
+    is linked.
     """
     parent = job_parent_context(clues, mode)
+    current = trace.get_current_span().get_span_context()
+    links = None
     if parent is not None:
         stored = trace.get_current_span(parent).get_span_context()
-        current = trace.get_current_span().get_span_context()
         if current.is_valid and current.trace_id == stored.trace_id:
             parent = None  # the current context
+        elif current.is_valid:
+            links = [Link(current)]
     elif mode is not Propagation.NONE or kind is SpanKind.CONSUMER:
         parent = Context()  # a job without context starts its own trace in the worker
-    return tracer.start_span(name, context=parent, kind=kind, attributes=attributes, start_time=start_ns)
+    return tracer.start_span(name, context=parent, kind=kind, attributes=attributes, start_time=start_ns, links=links)
 
 
 def job_parent_context(clues: JobClues | None, mode: Propagation) -> Context | None:

@@ -84,22 +84,29 @@ class WorkerHooks:
         return result
 
     def monitor_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """The parent's side of a forked attempt: what it runs (a stopped job's callback,
+        the failure of a killed horse) belongs to the job's trace; then it collects the
+        horse's measurements."""
+        job = arg(args, kwargs, 0, "job")
+        attempt = attempts.current(worker, getattr(job, "id", None))
         try:
-            return wrapped(*args, **kwargs)
+            if attempt is None:
+                return wrapped(*args, **kwargs)
+            with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                return wrapped(*args, **kwargs)
         finally:
-            job = arg(args, kwargs, 0, "job")
-            attempt = attempts.current(worker, getattr(job, "id", None))
             if attempt is not None and attempt.pipe is not None:
                 pipe, attempt.pipe = attempt.pipe, None
                 self.telemetry.measurements.replay(pipe.read_fd)
                 pipe.close()
 
+    # The terminal event is published before rq handles the outcome: handling it may
+    # enqueue the job again (a retry, a repeat), and that must come after in the story.
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        result = wrapped(*args, **kwargs)
         with guarded("perform_finished"):
             job = arg(args, kwargs, 0, "job")
             self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
-        return result
+        return wrapped(*args, **kwargs)
 
     def handle_job_failure(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
@@ -107,12 +114,10 @@ class WorkerHooks:
         stopped = job is not None and stopped_job_id(worker) == getattr(job, "id", None)
         failure = call_guarded("failed", current_failure, arg(args, kwargs, 3, "exc_string"), stopped, default=None)
         will_retry = not stopped and call_guarded("failed", job_should_retry, job, default=False)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            if failure is not None:
-                with guarded("failed"):
-                    self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
+        if failure is not None:
+            with guarded("failed"):
+                self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
+        return wrapped(*args, **kwargs)
 
     def handle_job_retry(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """A job returned ``Retry``: a failed attempt, retried unless its retries are used up."""
@@ -123,13 +128,42 @@ class WorkerHooks:
             with guarded("failed"):
                 attempt.retry_failure = retry_failure(retry)
                 attempt.retry_will_retry = returned_retry_will_run(job, retry)
+                queue = arg(args, kwargs, 1, "queue")
+                self._publish_terminal(worker, job, queue, attempt.retry_failure, attempt.retry_will_retry)
+        return wrapped(*args, **kwargs)
+
+    # Queue(is_async=False): the job runs inside enqueue, in this process ---------
+    def run_sync(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        job = arg(args, kwargs, 0, "job")
+        attempt = call_guarded("dequeued", self._begin_sync_attempt, queue, job, default=None)
+        if attempt is None:
+            return wrapped(*args, **kwargs)
+        with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                with guarded("ending a synchronous job"):
+                    self._publish_terminal(queue, job, queue, attempt.sync_failure, will_retry=False)
+                    attempt.end()
+
+    def run_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        """Catch the exception a synchronous job raises (run_sync swallows it)."""
         try:
             return wrapped(*args, **kwargs)
-        finally:
-            if attempt is not None and attempt.retry_failure is not None:
-                with guarded("failed"):
-                    queue = arg(args, kwargs, 1, "queue")
-                    self._publish_terminal(worker, job, queue, attempt.retry_failure, attempt.retry_will_retry)
+        except BaseException:
+            with guarded("failed"):
+                job = arg(args, kwargs, 0, "job")
+                attempt = attempts.current(queue, getattr(job, "id", None))
+                if attempt is not None:
+                    attempt.sync_failure = current_failure(None, stopped=False)
+            raise
+
+    def _begin_sync_attempt(self, queue: Any, job: Any) -> Attempt:
+        attempt = self._begin_attempt(job, queue.name, dequeued_ns=time.time_ns())
+        attempts.remember(queue, attempt)
+        self._publish_dequeued(job, attempt)
+        self._start_perform(queue, job, queue)
+        return attempt
 
     # -------------------------------------------------------------------------
     def _begin_attempt(self, job: Any, queue_name: str, dequeued_ns: int | None) -> Attempt:

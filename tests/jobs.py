@@ -60,3 +60,25 @@ def retry_until_exhausted() -> object:
     from rq import Retry
 
     return Retry(max=1)
+
+
+def kill_own_horse() -> None:
+    """Dies the way an OOM kill looks: SIGKILL, no exception, no clean-up."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def on_success_span(job, connection, result, *args, **kwargs) -> None:
+    with trace.get_tracer("tests.jobs", tracer_provider=tracer_provider).start_as_current_span("on_success callback"):
+        pass
+
+
+def on_failure_span(job, connection, type, value, traceback) -> None:
+    with trace.get_tracer("tests.jobs", tracer_provider=tracer_provider).start_as_current_span("on_failure callback"):
+        pass
+
+
+def on_stopped_span(job, connection) -> None:
+    with trace.get_tracer("tests.jobs").start_as_current_span("on_stopped callback"):
+        pass
