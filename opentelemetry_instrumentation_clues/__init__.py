@@ -62,6 +62,7 @@ from opentelemetry.metrics import get_meter, get_meter_provider
 from wrapt import wrap_function_wrapper
 
 from . import fork_safety
+from .abandoned import AbandonedJobHooks
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
 from .flush import flush_all
@@ -79,7 +80,7 @@ from .publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from .rq_compat import Queue, Worker, owner_of
+from .rq_compat import Job, Queue, SpawnWorker, Worker, owner_of
 from .runtime_metadata import clues_metadata
 from .safety import errors
 from .telemetry import Telemetry
@@ -96,6 +97,7 @@ _QUEUE_PATCHES = (
 )
 _SYNC_QUEUE_PATCHES = (("run_sync", "run_sync"), ("run_job", "run_job"))
 _WORKER_PATCHES = (
+    ("work", "work"),
     ("dequeue_job_and_maintain_ttl", "dequeue"),
     ("perform_job", "perform_job"),
     ("handle_job_success", "handle_job_success"),
@@ -111,7 +113,7 @@ class CluesInstrumentor(BaseInstrumentor):
 
     # BaseInstrumentor is a singleton whose __init__ runs on every CluesInstrumentor()
     # call, so state lives in attributes set by _instrument, never in __init__.
-    _patched: list[tuple[type, str]]
+    _patched: list[tuple[Any, str]]  # (class or module, attribute)
     _providers: list[Callable[[], Any]]
     _legacy_output: LegacyOutput | None = None
     config: CluesConfig | None = None
@@ -148,6 +150,9 @@ class CluesInstrumentor(BaseInstrumentor):
         worker_hooks = WorkerHooks(telemetry, config, providers, get_meter_provider_in_use)
         self._patch(Worker, _WORKER_PATCHES, worker_hooks)
         self._patch(Queue, _SYNC_QUEUE_PATCHES, worker_hooks)
+        self._patch_abandoned_jobs(AbandonedJobHooks(worker_hooks))
+        if "fork_work_horse" in vars(SpawnWorker):
+            self._patch(SpawnWorker, (("fork_work_horse", "spawn_work_horse"),), worker_hooks)
 
     def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
         for method, hook in patches:
@@ -156,6 +161,17 @@ class CluesInstrumentor(BaseInstrumentor):
             owner = owner_of(cls, method)
             wrap_function_wrapper(owner, method, getattr(hooks, hook))
             self._patched.append((owner, method))
+
+    def _patch_abandoned_jobs(self, hooks: AbandonedJobHooks) -> None:
+        import rq.registry
+
+        if callable(getattr(rq.registry, "execute_failure_callback", None)):  # rq >= 3
+            wrap_function_wrapper(rq.registry, "execute_failure_callback", hooks.module_callback)
+            self._patched.append((rq.registry, "execute_failure_callback"))
+        else:  # rq 2.x
+            owner = owner_of(Job, "execute_failure_callback")
+            wrap_function_wrapper(owner, "execute_failure_callback", hooks.job_method)
+            self._patched.append((owner, "execute_failure_callback"))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         fork_safety.watch([])

@@ -36,6 +36,7 @@ class Attempt:
     retry_failure: Failure | None = None
     retry_will_retry: bool = False
     sync_failure: Failure | None = None  # Queue(is_async=False): what the job raised
+    spawned: bool = False  # SpawnWorker: the horse is a fresh interpreter with a span of its own
 
     @property
     def performing_here(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rq.job import Job
 from rq.queue import Queue
-from rq.worker import Worker
+from rq.worker import SpawnWorker, Worker
 
 
 def owner_of(cls: type, name: str) -> type:
@@ -55,4 +55,14 @@ def stopped_job_id(worker: Any) -> str | None:
     return getattr(worker, "_stopped_job_id", None)
 
 
-__all__ = ["Job", "Queue", "Worker", "arg", "as_epoch_ns", "owner_of", "queue_is_async", "worker_is_horse"]
+__all__ = [
+    "Job",
+    "Queue",
+    "SpawnWorker",
+    "Worker",
+    "arg",
+    "as_epoch_ns",
+    "owner_of",
+    "queue_is_async",
+    "worker_is_horse",
+]

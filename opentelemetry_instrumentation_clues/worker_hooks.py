@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from . import attempts, job_context
+from . import attempts, job_context, spawn_handoff
 from .attempts import Attempt
 from .config import CluesConfig
 from .events import OPERATION_NAME, OPERATION_TYPE, WILL_RETRY, EventType, Failure, JobFacts, metadata_attributes
@@ -54,6 +55,13 @@ class WorkerHooks:
                 self._publish_dequeued(job, attempt)
         return result
 
+    def work(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """A worker that stops flushes: WorkerPool's workers end without running atexit."""
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            flush_all([*self.providers, self.meter_provider], self.config.flush_timeout_millis)
+
     def perform_job(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
         queue = arg(args, kwargs, 1, "queue")
@@ -69,7 +77,10 @@ class WorkerHooks:
                     attempt.end()
             if worker_is_horse(worker):
                 self.telemetry.measurements.leave_horse()
-                flush_all(self.providers, self.config.flush_timeout_millis)
+                providers = self.providers
+                if attempt is not None and attempt.spawned:  # a fresh interpreter: its metrics are its own
+                    providers = [*providers, self.meter_provider]
+                flush_all(providers, self.config.flush_timeout_millis)
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """Open the pipe the horse sends its measurements through (forking Worker only)."""
@@ -83,6 +94,20 @@ class WorkerHooks:
             attempt.pipe.parent_side()
         return result
 
+    def spawn_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """SpawnWorker.fork_work_horse: the horse learns the attempt from its environment."""
+        job = arg(args, kwargs, 0, "job")
+        attempt = attempts.current(worker, getattr(job, "id", None))
+        if attempt is None:
+            return wrapped(*args, **kwargs)
+        with guarded("handing the attempt to a spawned horse"):
+            attempt.spawned = True
+            spawn_handoff.publish(attempt.job_id, attempt.facts.event_hash, attempt.facts.attempt, attempt.span)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            spawn_handoff.withdraw()
+
     def monitor_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """The parent's side of a forked attempt: what it runs (a stopped job's callback,
         the failure of a killed horse) belongs to the job's trace; then it collects the
@@ -95,6 +120,9 @@ class WorkerHooks:
             with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 return wrapped(*args, **kwargs)
         finally:
+            if attempt is not None and attempt.spawned:
+                with guarded("ending the process span"):
+                    attempt.end()  # the spawned horse could not end the worker's span object
             if attempt is not None and attempt.pipe is not None:
                 pipe, attempt.pipe = attempt.pipe, None
                 self.telemetry.measurements.replay(pipe.read_fd)
@@ -198,6 +226,26 @@ class WorkerHooks:
         span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
 
+    def _begin_spawned_attempt(self, job: Any, queue_name: str, handoff: spawn_handoff.Handoff) -> Attempt:
+        parent = propagate.extract(handoff.carrier, context=Context())
+        span = self.telemetry.tracer.start_span(
+            f"perform {queue_name}", context=parent, attributes={OPERATION_TYPE: "process", OPERATION_NAME: "process"}
+        )
+        clues = job_context.read(job) or JobClues(event_hash=handoff.event_hash)
+        clues.event_hash, clues.attempt = handoff.event_hash, handoff.attempt
+        job_context.write(job, clues)
+        facts = JobFacts.build(
+            job,
+            queue_name,
+            clues.event_hash,
+            clues.attempt,
+            clues.metadata,
+            self.config.capture_args,
+            self.config.max_value_length,
+        )
+        span.set_attributes(facts.base_attributes)
+        return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)
+
     def _publish_dequeued(self, job: Any, attempt: Attempt) -> None:
         assert attempt.dequeued_ns is not None
         enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
@@ -211,8 +259,11 @@ class WorkerHooks:
     def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt:
         attempt = attempts.current(worker, job.id)
         if attempt is None:
-            # Performing without our dequeue (SpawnWorker's fresh interpreter, a custom loop).
-            attempt = self._begin_attempt(job, queue.name, dequeued_ns=None)
+            handoff = spawn_handoff.receive(str(job.id)) if worker_is_horse(worker) else None
+            if handoff is not None:
+                attempt = self._begin_spawned_attempt(job, queue.name, handoff)
+            else:  # performing without our dequeue (a custom loop)
+                attempt = self._begin_attempt(job, queue.name, dequeued_ns=None)
             attempts.remember(worker, attempt)
         if attempt.pipe is not None and worker_is_horse(worker):
             # A forked horse: measurements go to the parent; inherited readers stay quiet.

@@ -82,3 +82,14 @@ def on_failure_span(job, connection, type, value, traceback) -> None:
 def on_stopped_span(job, connection) -> None:
     with trace.get_tracer("tests.jobs").start_as_current_span("on_stopped callback"):
         pass
+
+
+def sleep_noting_pid(seconds: float) -> float:
+    """Sleeps, after saving its horse's pid in job.meta (so a test can kill it)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    job.meta["horse_pid"] = os.getpid()
+    job.save_meta()
+    time.sleep(seconds)
+    return seconds

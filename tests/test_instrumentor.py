@@ -30,15 +30,33 @@ def originals() -> dict[tuple[type, str], object]:
     return {(owner_of(cls, name), name): vars(owner_of(cls, name))[name] for cls, name in PATCHED}
 
 
+def everything_rq() -> dict[tuple[str, str], object]:
+    """Every attribute of rq's classes and of the modules clues may patch."""
+    import rq.registry
+    import rq.worker
+    from rq.job import Job
+
+    owners = {*Worker.__mro__, *SimpleWorker.__mro__, *rq.worker.SpawnWorker.__mro__, *Queue.__mro__, *Job.__mro__}
+    attributes = {(repr(o), name): value for o in owners if o is not object for name, value in vars(o).items()}
+    attributes.update({("rq.registry", name): value for name, value in vars(rq.registry).items()})
+    return attributes
+
+
 def test_uninstrument_restores_every_patched_attribute_exactly(captured: Captured):
     before = originals()
+    everything_before = everything_rq()
     instrumentor = CluesInstrumentor()
     for _ in range(2):
         instrumentor.instrument(tracer_provider=captured.tracer_provider, logger_provider=captured.logger_provider)
         assert all(vars(owner)[name] is not fn for (owner, name), fn in before.items())
+        changed = {key for key, value in everything_rq().items() if everything_before.get(key) is not value}
+        assert len(changed) >= 15  # enqueue, schedule, dependencies, sync runs, the worker's paths, clean-up
         instrumentor.uninstrument()
         assert originals() == before
         assert all(vars(owner)[name] is fn for (owner, name), fn in before.items())
+        after = everything_rq()
+        assert after.keys() == everything_before.keys()
+        assert all(after[key] is value for key, value in everything_before.items())
 
 
 def test_uninstrument_through_a_new_handle_of_the_singleton(captured: Captured):

@@ -1,0 +1,47 @@
+"""Abandoned jobs: a worker died with the job running, and registry clean-up finds it later.
+
+rq's StartedJobRegistry.cleanup runs the job's failure callback with
+``AbandonedJobError`` for each such job, in whichever process cleans up (a
+worker's maintenance). That call is the one place every rq version goes
+through, so clues publishes the job's ``failed`` there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from rq.exceptions import AbandonedJobError
+
+from .events import Failure
+from .failures import job_should_retry
+from .rq_compat import arg
+from .safety import guarded
+from .worker_hooks import WorkerHooks
+
+ABANDONED_MESSAGE = "job abandoned: its worker died before reporting an outcome"
+
+
+class AbandonedJobHooks:
+    def __init__(self, worker_hooks: WorkerHooks) -> None:
+        self.worker_hooks = worker_hooks
+        self._holder = SimpleNamespace()  # holds the clean-up's attempt, as a worker holds its own
+
+    def module_callback(self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        """rq >= 3: ``execute_failure_callback(job, death_penalty_class, *exc_info)``."""
+        self._maybe_publish(arg(args, kwargs, 0, "job"), args[2] if len(args) > 2 else None)
+        return wrapped(*args, **kwargs)
+
+    def job_method(self, wrapped: Callable[..., Any], job: Any, args: tuple, kwargs: dict) -> Any:
+        """rq 2.x: ``job.execute_failure_callback(death_penalty_class, *exc_info)``."""
+        self._maybe_publish(job, args[1] if len(args) > 1 else None)
+        return wrapped(*args, **kwargs)
+
+    def _maybe_publish(self, job: Any, exc_type: Any) -> None:
+        if exc_type is not AbandonedJobError or job is None:
+            return
+        with guarded("failed"):
+            failure = Failure(AbandonedJobError.__name__, ABANDONED_MESSAGE, "")
+            queue = SimpleNamespace(name=job.origin)
+            self.worker_hooks._publish_terminal(self._holder, job, queue, failure, job_should_retry(job))
