@@ -20,8 +20,41 @@ class FlushTimedOut(TimeoutError):
     """The work horse gave up waiting for its telemetry export."""
 
 
-def flush_all(providers: list[Callable[[], Any]], timeout_millis: int) -> None:
-    """Force-flush each provider that has ``force_flush`` (API-only no-ops do not), within the timeout."""
+DEGRADED_FLUSH_MILLIS = 50
+
+
+class FlushBudget:
+    """How long a horse may flush, kept by the worker parent and inherited by each horse.
+
+    When a horse's flush times out (the collector is down, say), the next horses
+    get a short budget, so jobs keep their pace instead of each waiting the full
+    timeout for an export that cannot succeed; the first horse that flushes in
+    time restores the full budget.
+    """
+
+    def __init__(self, full_millis: int) -> None:
+        self.full_millis = full_millis
+        self.millis = full_millis
+
+    @property
+    def degraded(self) -> bool:
+        return self.millis < self.full_millis
+
+    def update(self, flushed_in_time: bool) -> None:
+        if flushed_in_time:
+            self.millis = self.full_millis
+        elif not self.degraded:
+            self.millis = min(self.full_millis, DEGRADED_FLUSH_MILLIS)
+            errors.record(
+                "flushing telemetry in the work horse",
+                FlushTimedOut(f"exports are not getting through; horses now flush within {self.millis} ms"),
+            )
+
+
+def flush_all(providers: list[Callable[[], Any]], timeout_millis: int) -> bool:
+    """Force-flush each provider that has ``force_flush`` (API-only no-ops do not), within the timeout.
+
+    Returns whether everything was flushed in time."""
     deadline = time.monotonic() + timeout_millis / 1000
 
     def flush() -> None:
@@ -33,3 +66,5 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int) -> None:
 
     if not run_bounded(flush, timeout_millis / 1000):
         errors.record("flushing telemetry in the work horse", FlushTimedOut(f"no flush within {timeout_millis} ms"))
+        return False
+    return True

@@ -92,19 +92,21 @@ class MeasurementRouter:
     def enter_horse(self, write_fd: int) -> None:
         self._horse_pid, self._horse_fd, self._buffer = os.getpid(), write_fd, []
 
-    def leave_horse(self) -> None:
-        """Hand the horse's measurements to the parent (one non-blocking write)."""
+    def leave_horse(self, report: dict[str, Any]) -> None:
+        """Hand the horse's measurements and ``report`` to the parent (one non-blocking write)."""
         if self._horse_pid != os.getpid() or self._horse_fd is None:
             return
-        payload, self._buffer = self._buffer, []
+        payload = {"measurements": self._buffer, "report": report}
+        self._buffer = []
         with guarded("sending metrics to the worker"):
             data = (json.dumps(payload, separators=(",", ":")) + "\n").encode()
             os.set_blocking(self._horse_fd, False)
             os.write(self._horse_fd, data)
 
     # In the worker parent ------------------------------------------------------
-    def replay(self, read_fd: int) -> None:
-        """Record what a finished horse sent; never blocks."""
+    def replay(self, read_fd: int) -> dict[str, Any]:
+        """Record what a finished horse sent and return its report; never blocks."""
+        report: dict[str, Any] = {}
         with guarded("receiving metrics from the work horse"):
             os.set_blocking(read_fd, False)
             chunks = []
@@ -117,8 +119,11 @@ class MeasurementRouter:
                     break
                 chunks.append(chunk)
             for line in b"".join(chunks).splitlines():
-                for name, value, attributes in json.loads(line):
+                payload = json.loads(line)
+                for name, value, attributes in payload["measurements"]:
                     self.metrics.record(name, value, attributes)
+                report.update(payload["report"])
+        return report
 
 
 class HorsePipe:

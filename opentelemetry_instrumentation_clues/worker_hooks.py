@@ -22,7 +22,7 @@ from .attempts import Attempt
 from .config import CluesConfig
 from .events import OPERATION_NAME, OPERATION_TYPE, WILL_RETRY, EventType, Failure, JobFacts, metadata_attributes
 from .failures import current_failure, job_should_retry, retry_failure, returned_retry_will_run
-from .flush import flush_all
+from .flush import FlushBudget, flush_all
 from .job_context import JobClues
 from .job_trace import carrier_for, new_event_hash, start_continued
 from .metrics import HorsePipe, silence_inherited_readers
@@ -43,6 +43,7 @@ class WorkerHooks:
         self.config = config
         self.providers = providers  # flushed by a forked horse (never the meter provider)
         self.meter_provider = meter_provider
+        self.flush_budget = FlushBudget(config.flush_timeout_millis)  # the parent's, inherited by horses
 
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -76,11 +77,11 @@ class WorkerHooks:
                 with guarded("ending the process span"):
                     attempt.end()
             if worker_is_horse(worker):
-                self.telemetry.measurements.leave_horse()
                 providers = self.providers
                 if attempt is not None and attempt.spawned:  # a fresh interpreter: its metrics are its own
                     providers = [*providers, self.meter_provider]
-                flush_all(providers, self.config.flush_timeout_millis)
+                flushed = flush_all(providers, self.flush_budget.millis)
+                self.telemetry.measurements.leave_horse({"flushed": flushed})
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """Open the pipe the horse sends its measurements through (forking Worker only)."""
@@ -125,8 +126,10 @@ class WorkerHooks:
                     attempt.end()  # the spawned horse could not end the worker's span object
             if attempt is not None and attempt.pipe is not None:
                 pipe, attempt.pipe = attempt.pipe, None
-                self.telemetry.measurements.replay(pipe.read_fd)
+                report = self.telemetry.measurements.replay(pipe.read_fd)
                 pipe.close()
+                if "flushed" in report:
+                    self.flush_budget.update(bool(report["flushed"]))
 
     # The terminal event is published before rq handles the outcome: handling it may
     # enqueue the job again (a retry, a repeat), and that must come after in the story.

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -9,16 +11,32 @@ import redis
 
 from tests.redis_server import url_for_db
 
-# Tests get databases 1..15 in turn (0 is left to humans); each is flushed
-# before and after its test, so no test sees another's keys.
+# Each test gets a database of its own among 1..15 (0 is left to humans), flushed before
+# and after. A lease key in db 0 claims it, so test runs that share a Redis server (two
+# checkouts, CI beside a developer) never flush each other's data.
 _DB_FIRST = int(os.environ.get("CLUES_TEST_DB_FIRST", "1"))
 _DB_LAST = int(os.environ.get("CLUES_TEST_DB_LAST", "15"))
 _next_db = itertools.cycle(range(_DB_FIRST, _DB_LAST + 1))
+_LEASE_SECONDS = 900
+
+
+def _lease_a_database(control: redis.Redis, token: str) -> int:
+    deadline = time.monotonic() + _LEASE_SECONDS
+    while time.monotonic() < deadline:
+        for _ in range(_DB_LAST - _DB_FIRST + 1):
+            db = next(_next_db)
+            if control.set(f"clues-tests:db-lease:{db}", token, nx=True, ex=_LEASE_SECONDS):
+                return db
+        time.sleep(0.2)  # every database is leased by another test run: wait for one to come back
+    raise RuntimeError("no free Redis test database")
 
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    url = url_for_db(next(_next_db))
+    control = redis.Redis.from_url(url_for_db(0))
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    db = _lease_a_database(control, token)
+    url = url_for_db(db)
     conn = redis.Redis.from_url(url)
     conn.flushdb()
     try:
@@ -26,6 +44,9 @@ def redis_url() -> Iterator[str]:
     finally:
         conn.flushdb()
         conn.close()
+        if control.get(f"clues-tests:db-lease:{db}") == token.encode():
+            control.delete(f"clues-tests:db-lease:{db}")
+        control.close()
 
 
 @pytest.fixture
