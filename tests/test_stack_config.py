@@ -63,7 +63,7 @@ WORKER_COMMAND = [
     "default",
     "slow",
 ]
-DEMO_COMMAND = ["python", "-m", "opentelemetry_instrumentation_clues.demo_producer"]
+DEMO_COMMAND = ["opentelemetry-instrument", "python", "-m", "opentelemetry_instrumentation_clues.demo_producer"]
 
 #: Grafana built-in template variables that need no definition in a dashboard.
 GRAFANA_BUILTIN_VARS = {
