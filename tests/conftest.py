@@ -49,6 +49,19 @@ def redis_url() -> Iterator[str]:
         control.close()
 
 
+@pytest.fixture(scope="module")
+def module_redis_url() -> Iterator[str]:
+    """A database of its own for a whole test module (long-lived workers shared by its tests)."""
+    url = url_for_db(next(_next_db))
+    conn = redis.Redis.from_url(url)
+    conn.flushdb()
+    try:
+        yield url
+    finally:
+        conn.flushdb()
+        conn.close()
+
+
 @pytest.fixture
 def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_url)

@@ -1,16 +1,10 @@
 """Read the Grafana dashboards and list every query and every telemetry name they use.
 
 This is the one place that knows which Prometheus metric/label names and which Loki
-labels/structured-metadata keys the viewing stack depends on:
-
-* ``promql_names()`` / ``logql_names()`` extract what the dashboards *use*;
-* ``PROM_SERIES`` / ``PROM_LABELS`` / ``LOKI_*`` declare what the package *emits* (the names in
-  DESIGN.md, after the Prometheus OTLP / Python prometheus exporter and Loki 3 OTLP
-  translations).
-
-``tests/test_stack_config.py`` checks used <= emitted. A later test that scrapes a real
-instrumented run's ``/metrics`` (or queries Loki) should compare against ``promql_names()``
-so that every dashboard query is known to return data.
+labels/structured-metadata keys the viewing stack depends on: ``promql_names()`` /
+``logql_names()`` extract what the dashboards *use*. What the package *emits* is taken from a
+real instrumented run, never from a list: tests/test_stack_promql_data.py checks used <= emitted
+against the worker's /metrics and the real OTLP log records.
 """
 
 from __future__ import annotations
@@ -27,83 +21,13 @@ DASHBOARDS_DIR = REPO_ROOT / "dashboards"
 DATASOURCES_FILE = REPO_ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 
 # --------------------------------------------------------------------------------------------
-# What the package emits (DESIGN.md section 3), as Prometheus and Loki show it.
+# Loki configuration fact (deploy/loki/config.yaml keeps Loki 3's default OTLP mapping): the
+# resource attribute service.name is the only stream label the clues processes get; everything
+# else is structured metadata. What is *emitted* is never listed here: the names come from a real
+# instrumented run (tests/test_stack_promql_data.py, tests/stack_run.py).
 # --------------------------------------------------------------------------------------------
 
-#: OTel metric name -> (instrument kind, unit)
-OTEL_METRICS: dict[str, tuple[str, str]] = {
-    "messaging.process.duration": ("histogram", "s"),
-    "rq.job.time_in_queue": ("histogram", "s"),
-    "messaging.client.sent.messages": ("counter", ""),
-    "messaging.client.consumed.messages": ("counter", ""),
-}
-
-#: OTel metric attributes.
-OTEL_METRIC_ATTRIBUTES = (
-    "messaging.system",
-    "messaging.destination.name",
-    "rq.job.func_name",
-    "clues.outcome",
-    "error.type",
-)
-
-#: Labels Prometheus adds itself (OTLP receiver: service.name -> job, service.instance.id ->
-#: instance; scrape: job/instance) plus histogram buckets and optionally promoted service.name.
-PROM_EXTRA_LABELS = frozenset({"le", "job", "instance", "service_name"})
-
-_UNIT_SUFFIX = {"s": "seconds", "ms": "milliseconds", "By": "bytes", "": ""}
-
-
-def prom_name(otel_name: str) -> str:
-    """Prometheus name of an OTel name (underscore escaping, as the OTLP receiver does)."""
-    return re.sub(r"[^a-zA-Z0-9_]", "_", otel_name)
-
-
-def prom_series_names(otel_name: str, kind: str, unit: str) -> set[str]:
-    """Series names for an OTel instrument, with Prometheus' unit and type suffixes."""
-    base = prom_name(otel_name)
-    suffix = _UNIT_SUFFIX[unit]
-    if suffix and not base.endswith("_" + suffix):
-        base = f"{base}_{suffix}"
-    if kind == "histogram":
-        return {f"{base}_bucket", f"{base}_sum", f"{base}_count"}
-    if kind == "counter":
-        return {base if base.endswith("_total") else f"{base}_total"}
-    return {base}
-
-
-PROM_SERIES: frozenset[str] = frozenset(
-    name for otel, (kind, unit) in OTEL_METRICS.items() for name in prom_series_names(otel, kind, unit)
-)
-PROM_LABELS: frozenset[str] = frozenset({prom_name(a) for a in OTEL_METRIC_ATTRIBUTES} | PROM_EXTRA_LABELS)
-
-#: OTel log record attributes of a clues lifecycle event.
-OTEL_LOG_ATTRIBUTES = (
-    "clues.event_type",
-    "clues.event_hash",
-    "rq.job.func_name",
-    "messaging.destination.name",
-    "messaging.message.id",
-    "host.name",
-    "process.pid",
-    "rq.job.args",
-    "rq.job.kwargs",
-    "clues.time_in_queue",
-    "clues.time_to_perform",
-    "exception.type",
-    "exception.message",
-    "exception.stacktrace",
-    "rq.job.attempt",
-)
-
-EVENT_TYPES = ("enqueued", "scheduled", "dequeued", "perform_started", "perform_finished", "failed")
-
-#: Loki 3 OTLP: resource service.name -> stream label service_name.
 LOKI_STREAM_LABELS = frozenset({"service_name"})
-#: Loki 3 OTLP: log attributes -> structured metadata (dots -> underscores), plus the record's
-#: trace and span ids.
-LOKI_STRUCTURED_METADATA = frozenset({prom_name(a) for a in OTEL_LOG_ATTRIBUTES} | {"trace_id", "span_id"})
-LOKI_NAMES = LOKI_STREAM_LABELS | LOKI_STRUCTURED_METADATA
 
 # --------------------------------------------------------------------------------------------
 # Template variables: sample values substituted before parsing.
@@ -230,7 +154,7 @@ def loki_queries() -> list[Query]:
 _LABEL_VALUES_RE = re.compile(r"^\s*label_values\(\s*(?:(?P<sel>.*),)?\s*(?P<label>\w+)\s*\)\s*$", re.S)
 
 
-def promql_for_parsing(expr: str) -> tuple[str, set[str]]:
+def promql_for_parsing(expr: str, values: dict[str, str] | None = None) -> tuple[str, set[str]]:
     """Turn a dashboard PromQL query into parseable PromQL.
 
     Grafana's ``label_values([selector,] label)`` variable function is not PromQL: its selector
@@ -241,7 +165,7 @@ def promql_for_parsing(expr: str) -> tuple[str, set[str]]:
     if m:
         extra_labels.add(m.group("label"))
         expr = m.group("sel") or ""
-    return substitute(expr).strip(), extra_labels
+    return substitute(expr, values).strip(), extra_labels
 
 
 def promql_names_of(expr: str) -> tuple[set[str], set[str]]:
