@@ -347,11 +347,6 @@ def _run(args: argparse.Namespace) -> int:
     log_path = Path(log_arg).expanduser().resolve()
     if not log_path.parent.is_dir():
         raise DemoError(f"cannot write {log_arg}: no directory {log_path.parent}")
-    try:
-        log_path.unlink(missing_ok=True)
-        log_path.touch()
-    except OSError as exc:
-        raise DemoError(f"cannot write {log_arg}: {exc.strerror or exc}") from None
     url = args.redis_url or os.environ.get("REDIS_URL") or None
     otlp_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
     jobs = producer.plan(args.jobs)
@@ -364,6 +359,11 @@ def _run(args: argparse.Namespace) -> int:
         if url:
             _check_queues_unused(connection, redis_url)
             janitor = KeyJanitor(connection)
+        try:  # a fresh log, so the stats at the end are this run's
+            log_path.unlink(missing_ok=True)
+            log_path.touch()
+        except OSError as exc:
+            raise DemoError(f"cannot write {log_arg}: {exc.strerror or exc}") from None
         _say(f"{PROG}: Redis: {where}")
         _say(
             f"{PROG}: enqueueing {len(jobs)} jobs on the queues default and slow: "

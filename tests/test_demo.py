@@ -26,6 +26,7 @@ import redis
 
 from opentelemetry_instrumentation_clues import demo_producer as producer
 from tests.cli_support import run_cli
+from tests.otlp_receiver import otlp_receiver
 from tests.processes import REPO_ROOT, env_with, instrumented, run
 from tests.redis_server import url_for_db
 
@@ -162,6 +163,24 @@ def test_demo_with_embedded_redis(tmp_path: Path) -> None:
     pid = int(match.group(1))
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_demo_exports_otlp_when_an_endpoint_is_set(redis_url: str, tmp_path: Path) -> None:
+    jobs = producer.plan(6)
+    with otlp_receiver() as receiver:
+        env = demo_env(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        log = tmp_path / "otlp.log"
+        result = run(demo_cmd("--jobs", "6", "--log", str(log), "--redis-url", redis_url), env, timeout=180)
+        assert f"and by OTLP to {receiver.endpoint}" in result.stdout
+        expected = producer.expected_events(jobs)
+        received = receiver.wait_for(
+            lambda r: len(r.logs) >= expected and len({span.trace_id for span in r.spans}) >= len(jobs)
+        )
+    assert len(received.logs) == expected == len(log.read_text().splitlines())
+    assert {record.resource.get("service.name") for record in received.logs} == {"clues-demo"}
+    # One trace per job: the event_hash in the log is the trace id.
+    hashes = {json.loads(line)["metadata"]["event_hash"] for line in log.read_text().splitlines()}
+    assert {span.trace_id for span in received.spans} == hashes
 
 
 # ------------------------------------------------------------------------------------- producer
