@@ -80,8 +80,10 @@ def _detail(event: Event) -> str:
         return f"time_to_perform={format_duration(event.time_to_perform)}"
     if event.event_type == "failed":
         message = event.metadata.get("message", "")
+        retry = " (will retry)" if event.metadata.get("will_retry") is True else ""
         return (
-            f"time_to_perform={format_duration(event.time_to_perform)} {event.metadata.get('exception', '')}: {message}"
+            f"time_to_perform={format_duration(event.time_to_perform)} "
+            f"{event.metadata.get('exception', '')}: {message}{retry}"
         )
     return ""
 
@@ -97,6 +99,9 @@ def render_table(events: list[Event], show_backtrace: bool = False) -> str:
     kwargs = first.metadata.get("kwargs")
     if kwargs:
         lines.append(f"kwargs:       {json.dumps(kwargs)}")
+    job_ids = list(dict.fromkeys(str(e.metadata["job_id"]) for e in events if e.metadata.get("job_id")))
+    if job_ids:  # rq's job id (clues writes it on every event): look the job up in rq with it
+        lines.append(f"job_id:       {', '.join(job_ids)}")
     header = ["#", "timestamp", "+since prev", "+since first", "event", "attempt", "host:pid", "detail"]
     rows = []
     previous = first.timestamp

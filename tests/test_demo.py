@@ -343,3 +343,30 @@ def test_tail_follows_the_real_lines_as_they_are_appended(demo_run: DemoRun, tmp
     assert [line.split()[4] for line in printed] == [e["metadata"]["event_hash"] for e in failed]
     assert sum("PaymentDeclined:" in line for line in printed) == KIND_COUNT["failing"]
     assert sum("WarehouseTimeout:" in line and "attempt=" in line for line in printed) == 2 * KIND_COUNT["retried"]
+
+
+def test_tail_and_trace_show_kwargs_job_id_and_will_retry(demo_run: DemoRun, tmp_path: Path) -> None:
+    from opentelemetry_instrumentation_clues.event_log import parse_event
+    from opentelemetry_instrumentation_clues.tail import format_event
+
+    email = next(e for e in demo_run.events if e["worker_class"].endswith(".send_email"))
+    event = parse_event(json.dumps(email))
+    assert not isinstance(event, str)
+    assert 'args=[] kwargs={"to": "' in format_event(event)
+    # `failed` lines do not carry rq.job.will_retry yet; when the exporter adds it, both commands show it.
+    retried_hash = demo_run.first_hash(RETRIED_FUNC)
+    lines = []
+    for line in demo_run.log.read_text().splitlines():
+        item = json.loads(line)
+        if item["metadata"]["event_hash"] == retried_hash:
+            if item["event_type"] == "failed":
+                item["metadata"]["will_retry"] = True
+            lines.append(json.dumps(item))
+    flagged = tmp_path / "will_retry.log"
+    flagged.write_text("\n".join(lines) + "\n")
+    failed = parse_event(next(line for line in lines if '"failed"' in line))
+    assert not isinstance(failed, str) and format_event(failed).split(" args=")[0].endswith("(will retry)")
+    trace = run_cli("trace", retried_hash, str(flagged)).stdout
+    assert trace.count("(will retry)") == 2
+    job_id = next(e["metadata"]["job_id"] for e in demo_run.events if e["metadata"]["event_hash"] == retried_hash)
+    assert f"job_id:       {job_id}\n" in trace
