@@ -75,9 +75,9 @@ def add_parser(commands: Any, func: Callable[[argparse.Namespace], int] | None =
     demo.add_argument(
         "--timeout",
         type=float,
-        default=180.0,
+        default=None,
         metavar="SECONDS",
-        help="give up if the jobs are not all done after this long (default: 180)",
+        help="give up if the jobs are not all done after this long (default: 60 + 1 per job)",
     )
     demo.set_defaults(func=func or cmd_demo)
     return demo
@@ -183,25 +183,36 @@ def _check_queues_unused(connection: Any, url: str) -> None:
 
 
 class KeyJanitor:
-    """Remember which ``rq:*`` keys existed; afterwards delete the new ones and the demo's job ids."""
+    """Remember which ``rq:*`` keys existed; afterwards delete the new ones and the demo's traces in the old ones."""
+
+    QUEUES_SET = b"rq:queues"
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.before = set(connection.scan_iter(match="rq:*", count=1000))
+        self.queues_before = set(connection.smembers(self.QUEUES_SET))
 
     def clean(self, job_ids: list[str]) -> int:
         after = set(self.connection.scan_iter(match="rq:*", count=1000))
         created = sorted(after - self.before)
+        suffixes = tuple(f":{name}".encode() for name in producer.QUEUES)
+        # Registries of the demo's queues that existed before (e.g. rq:finished:default): take its jobs out.
+        registries = [key for key in sorted(after & self.before) if key.endswith(suffixes)]
+        types = []
+        if registries and job_ids:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for key in registries:
+                    pipe.type(key)
+                types = pipe.execute()
+        added_queues = set(self.connection.smembers(self.QUEUES_SET)) - self.queues_before
         with self.connection.pipeline(transaction=False) as pipe:
             for key in created:
                 pipe.delete(key)
-            # Registries and sets that existed before: take the demo's jobs and workers out of them.
-            for key in sorted(after & self.before):
-                kind = self.connection.type(key)
-                if kind == b"zset" and job_ids:
+            for key, kind in zip(registries, types, strict=False):
+                if kind == b"zset":
                     pipe.zrem(key, *job_ids)
-                elif kind == b"set" and key in (b"rq:queues",):
-                    pipe.srem(key, *(f"rq:queue:{name}" for name in producer.QUEUES))
+            if added_queues and self.QUEUES_SET not in created:
+                pipe.srem(self.QUEUES_SET, *added_queues)
             pipe.execute()
         return len(created)
 
@@ -377,7 +388,8 @@ def _run(args: argparse.Namespace) -> int:
         try:
             job_ids = _enqueue(env, redis_url, len(jobs))
             started = time.monotonic()
-            outcome = _work(env, redis_url, connection, job_ids, expected, log_path, worker_out, args.timeout)
+            timeout = args.timeout if args.timeout is not None else 60.0 + len(jobs)
+            outcome = _work(env, redis_url, connection, job_ids, expected, log_path, worker_out, timeout)
             elapsed = time.monotonic() - started
         finally:
             if janitor is not None:

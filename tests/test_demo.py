@@ -135,6 +135,16 @@ def test_demo_deletes_the_redis_keys_it_created(demo_run: DemoRun) -> None:
     assert demo_run.keys_left == []
 
 
+def test_demo_leaves_keys_it_did_not_create_as_they_were(redis_url: str, tmp_path: Path) -> None:
+    conn = redis.Redis.from_url(redis_url)
+    conn.sadd("rq:queues", "rq:queue:other")
+    conn.zadd("rq:finished:default", {"an-old-job": time.time() + 3600})  # not expired: rq keeps it
+    conn.set("app:setting", "1")
+    before = {key: conn.dump(key) for key in conn.keys("*")}
+    run(demo_cmd("--jobs", "6", "--log", str(tmp_path / "d.log"), "--redis-url", redis_url), demo_env(), timeout=180)
+    assert {key: conn.dump(key) for key in conn.keys("*")} == before
+
+
 def test_demo_refuses_queues_that_are_in_use(redis_url: str, tmp_path: Path) -> None:
     conn = redis.Redis.from_url(redis_url)
     conn.rpush("rq:queue:default", "someone-elses-job")
