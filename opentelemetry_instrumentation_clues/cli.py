@@ -3,10 +3,11 @@
     clues stats FILE...                 per (queue, worker_class) counts, failure rate, percentiles, SLA
     clues trace EVENT_HASH FILE...      one job's events in order
     clues tail FILE                     follow a live log (across rotation), printing matching events
+    clues demo                          run a worker on a mix of jobs, log their events, show the stats
 
 Exit codes: 0 ok; 1 nothing found (no valid events, unknown event_hash); 2 usage error or an input
 that cannot be read. Run as ``clues`` or ``python -m opentelemetry_instrumentation_clues.cli``.
-Standard library only.
+The analysis commands use the standard library only (``demo`` needs rq and redis, imported when it runs).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import demo as demo_mod
 from . import stats as stats_mod
 from . import timeline
 from .event_log import (
@@ -255,11 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.set_defaults(func=cmd_tail)
 
-    # ---- `clues demo` is added here by the lead (not part of the analysis commands), e.g.:
-    #   demo = commands.add_parser("demo", help="...", description="...")
-    #   demo.add_argument(...)
-    #   demo.set_defaults(func=cmd_demo)      # cmd_demo(args: argparse.Namespace) -> int
-    # Every command's func takes the parsed Namespace and returns the exit code.
+    # `clues demo` imports rq and redis only when it runs: the analysis commands stay standard-library only.
+    demo_mod.add_parser(commands)
     return parser
 
 

@@ -155,7 +155,12 @@ def format_event(event: Event) -> str:
         parts.append(f"time_to_perform={format_duration(event.time_to_perform)}")
     if event.event_type == "failed":
         parts.append(f"{event.metadata.get('exception')}: {event.metadata.get('message')}")
+        if event.metadata.get("will_retry") is True:
+            parts.append("(will retry)")
     parts.append(f"args={json.dumps(event.args)}")
+    kwargs = event.metadata.get("kwargs")
+    if kwargs:  # the legacy exporter keeps a job's keyword arguments in metadata.kwargs
+        parts.append(f"kwargs={json.dumps(kwargs)}")
     return " ".join(parts)
 
 

@@ -19,6 +19,7 @@ _LIFECYCLE_RANK = {
     "perform_finished": 3,
     "failed": 3,
 }
+_RETRY_RANK = {"scheduled": 4, "enqueued": 5}
 
 
 class Timeline:
@@ -42,31 +43,47 @@ class Timeline:
     def ordered(self) -> list[Event]:
         """Events by timestamp; ties (timestamps are whole seconds) broken by attempt, then:
 
-        * all events from one input: the order they were written in;
-        * events from several inputs (e.g. a producer's log and a worker's log): the lifecycle order
-          (enqueued < dequeued < perform_started < perform_finished/failed), then reading order.
+        * events that carry ``metadata.attempt`` (all that clues writes): the lifecycle order
+          within the attempt — dequeued, perform_started, perform_finished/failed, then the
+          re-enqueue (``enqueued``/``scheduled`` with attempt >= 1: rq retrying the failed attempt),
+          then reading order. A log written by several processes (worker, work horses, scheduler,
+          producers) is ordered per process, not globally, so line order alone cannot be trusted;
+        * events without ``attempt``, all from one input: the order they were written in;
+        * events without ``attempt`` from several inputs (e.g. a producer's log and a worker's log):
+          the lifecycle order (enqueued < dequeued < perform_started < perform_finished/failed),
+          then reading order.
         """
         single_source = len({event.source for _, event in self.events}) <= 1
 
         def key(item: tuple[int, Event]) -> tuple[Any, ...]:
             seq, event = item
-            attempt = event.attempt or 0
-            if single_source:
-                return (event.timestamp, attempt, seq)
-            return (event.timestamp, attempt, _LIFECYCLE_RANK.get(event.event_type, 2), seq)
+            attempt = event.attempt
+            if attempt is None and single_source:
+                return (event.timestamp, 0, 0, seq)
+            return (event.timestamp, attempt or 0, _rank(event.event_type, attempt), seq)
 
         return [event for _, event in sorted(self.events, key=key)]
 
 
+def _rank(event_type: str, attempt: int | None) -> int:
+    if event_type in ("enqueued", "scheduled") and attempt:
+        return _RETRY_RANK[event_type]  # put back in the queue after attempt `attempt` failed
+    return _LIFECYCLE_RANK.get(event_type, 2)
+
+
 def _detail(event: Event) -> str:
+    if event.event_type in ("enqueued", "scheduled") and event.attempt:
+        return f"retry: back in the queue after attempt {event.attempt} failed"
     if event.event_type == "dequeued":
         return f"time_in_queue={format_duration(event.time_in_queue)}"
     if event.event_type == "perform_finished":
         return f"time_to_perform={format_duration(event.time_to_perform)}"
     if event.event_type == "failed":
         message = event.metadata.get("message", "")
+        retry = " (will retry)" if event.metadata.get("will_retry") is True else ""
         return (
-            f"time_to_perform={format_duration(event.time_to_perform)} {event.metadata.get('exception', '')}: {message}"
+            f"time_to_perform={format_duration(event.time_to_perform)} "
+            f"{event.metadata.get('exception', '')}: {message}{retry}"
         )
     return ""
 
@@ -82,6 +99,9 @@ def render_table(events: list[Event], show_backtrace: bool = False) -> str:
     kwargs = first.metadata.get("kwargs")
     if kwargs:
         lines.append(f"kwargs:       {json.dumps(kwargs)}")
+    job_ids = list(dict.fromkeys(str(e.metadata["job_id"]) for e in events if e.metadata.get("job_id")))
+    if job_ids:  # rq's job id (clues writes it on every event): look the job up in rq with it
+        lines.append(f"job_id:       {', '.join(job_ids)}")
     header = ["#", "timestamp", "+since prev", "+since first", "event", "attempt", "host:pid", "detail"]
     rows = []
     previous = first.timestamp
