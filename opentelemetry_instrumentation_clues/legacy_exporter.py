@@ -70,6 +70,7 @@ _METADATA_FIELDS = (
     (ev.EXCEPTION_MESSAGE, "message"),
     (ev.JOB_ID, "job_id"),
     (ev.ATTEMPT, "attempt"),
+    (ev.WILL_RETRY, "will_retry"),
 )
 
 
@@ -89,7 +90,8 @@ def legacy_event(timestamp_ns: int | None, attributes: Mapping[str, Any]) -> Leg
         metadata["kwargs"] = kwargs
     for name, value in attributes.items():
         if name.startswith(ev.METADATA_PREFIX):
-            metadata[name[len(ev.METADATA_PREFIX) :]] = value
+            # clues' own keys win: a job's "attempt" must not hide the real one
+            metadata.setdefault(name[len(ev.METADATA_PREFIX) :], value)
     args = _decoded(attributes.get(ev.ARGS))
     return LegacyEvent(
         event_type=event_type,

@@ -5,6 +5,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -31,8 +32,8 @@ def _lease_a_database(control: redis.Redis, token: str) -> int:
     raise RuntimeError("no free Redis test database")
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
+@contextmanager
+def _leased_database() -> Iterator[str]:
     control = redis.Redis.from_url(url_for_db(0))
     token = f"{os.getpid()}-{uuid.uuid4().hex}"
     db = _lease_a_database(control, token)
@@ -49,17 +50,17 @@ def redis_url() -> Iterator[str]:
         control.close()
 
 
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with _leased_database() as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def module_redis_url() -> Iterator[str]:
     """A database of its own for a whole test module (long-lived workers shared by its tests)."""
-    url = url_for_db(next(_next_db))
-    conn = redis.Redis.from_url(url)
-    conn.flushdb()
-    try:
+    with _leased_database() as url:
         yield url
-    finally:
-        conn.flushdb()
-        conn.close()
 
 
 @pytest.fixture
