@@ -288,8 +288,13 @@ def test_tcp_peer_down_then_up(redis_conn):
 
             reader = threading.Thread(target=accept)
             reader.start()
+            deadline = time.monotonic() + 30
+            while publisher.stats()["buffered"] or not publisher.stats()["connected"]:
+                assert time.monotonic() < deadline, publisher.stats()
+                time.sleep(0.05)  # the sender reconnects (with backoff) and drains what it kept
             after = queue.enqueue(jobs.add, 100, 1)
             SimpleWorker([queue], connection=redis_conn).work(burst=True)
+            instrumentor.force_flush()  # the batch processor hands the lines over now
             reader.join(30)
     finally:
         instrumentor.uninstrument()
