@@ -1,0 +1,422 @@
+"""Throughput, Redis commands and memory of RQ with and without instrumentation.
+
+    python benchmarks/throughput.py            # the full run (DESIGN §6 targets)
+    python benchmarks/throughput.py --quick    # small counts, < 2 minutes, for CI
+
+Every variant (``benchmarks/variants.py``) runs in a fresh subprocess; rounds
+interleave the variants (rotating their order) so drift on a shared machine
+hits them alike. Each throughput cell is the median over rounds of the ratio to
+plain RQ *in the same round*, with the min–max of those ratios. Redis commands
+are counted with INFO commandstats on a private ``redis-server`` started for
+the run (the shared server's counters are global and other clients move them);
+RSS growth is that of a SimpleWorker process over ``--rss-jobs`` jobs.
+
+Targets are printed PASS/MISS for information; the exit code is 0 unless the
+benchmark itself breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BASELINE = "plain-rq"
+TARGET_VARIANT = "clues-drop"
+VARIANTS = [
+    # (name, what it is)
+    (BASELINE, "plain RQ, no instrumentation"),
+    (TARGET_VARIANT, "clues, SDK batch processors, exporters that drop everything"),
+    ("clues-otlp-http", "clues, SDK batch processors, OTLP/HTTP to a loopback sink"),
+    ("clues-legacy-log", "clues, instrument(event_publisher=LogPublisher(file)), no other OTel set-up"),
+    ("otel-instrumentation-rq", "PyPI opentelemetry-instrumentation-rq, dropping exporters"),
+]
+THROUGHPUT_METRICS = [("enqueue", "enqueue"), ("simple", "SimpleWorker"), ("fork", "Worker (fork)")]
+TARGETS = {"enqueue": 0.90, "simple": 0.95, "fork": 0.90}
+RSS_TARGET_MB = 5.0
+
+
+# --- a fast OTLP/HTTP sink: reads each request, answers 200, keeps counts ------------------
+class _Sink(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a collector does
+    requests = 0
+    body_bytes = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        with _Sink.lock:
+            _Sink.requests += 1
+            _Sink.body_bytes += length
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="otlp-sink", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- a private redis-server for exact command counts --------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def counting_redis(shared_url: str, use_shared: bool) -> Iterator[tuple[str, str]]:
+    """(url, where) of the server whose INFO commandstats the command counts come from."""
+    binary = shutil.which("redis-server")
+    if use_shared or binary is None:
+        why = "--count-on-shared" if use_shared else "no redis-server binary"
+        yield shared_url, f"shared server ({why}): counts include any other client's commands"
+        return
+    port = _free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    redis.Redis.from_url(url).ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise RuntimeError("the private redis-server for command counts did not start") from None
+                    time.sleep(0.05)
+            yield url, f"private redis-server {_redis_version(url)} on port {port} (started for this run)"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def _redis_version(url: str) -> str:
+    return str(redis.Redis.from_url(url).info("server").get("redis_version", "?"))
+
+
+def command_calls(conn: redis.Redis) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in conn.info("commandstats").items()}
+
+
+# --- running one variant --------------------------------------------------------------------
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["OTEL_METRICS_EXPORTER"] = "none"
+    return env
+
+
+def run_variant(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    args = [sys.executable, "-m", "benchmarks.variants", json.dumps(spec)]
+    try:
+        done = subprocess.run(args, env=child_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {timeout:.0f}s", "stage": spec["phase"]}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        return {"error": f"exit {done.returncode}: {tail}", "stage": spec["phase"]}
+    result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+    return result
+
+
+# --- measurements -------------------------------------------------------------------------
+@dataclass
+class Row:
+    name: str
+    rates: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in THROUGHPUT_METRICS})
+    ratios: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in THROUGHPUT_METRICS})
+    rss_mb: list[float] = field(default_factory=list)
+    commands: dict[str, int] | None = None
+    command_jobs: int = 0
+    error: str | None = None
+
+
+def flush_db(url: str) -> None:
+    with redis.Redis.from_url(url) as conn:
+        conn.flushdb()
+
+
+def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
+    rows = {name: Row(name) for name, _ in VARIANTS}
+    names = [name for name, _ in VARIANTS]
+    tmp = Path(tempfile.mkdtemp(prefix="clues-bench-"))
+    timeout = opts.timeout
+
+    def spec(name: str, phase: str, url: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "variant": name,
+            "phase": phase,
+            "redis_url": url,
+            "queue": f"bench-{phase}",
+            "otlp_endpoint": endpoint,
+            "log_path": str(tmp / f"{name}-{phase}-{time.monotonic_ns()}.log"),
+            **extra,
+        }
+
+    def note_error(name: str, result: dict[str, Any]) -> bool:
+        if "error" in result:
+            if rows[name].error is None:
+                rows[name].error = f"{result['error']} (at {result.get('stage')})"
+            return True
+        return False
+
+    try:
+        with otlp_sink() as endpoint, counting_redis(opts.redis_url, opts.count_on_shared) as (count_url, count_where):
+            for round_no in range(opts.rounds):
+                order = names[round_no % len(names) :] + names[: round_no % len(names)]
+                rates: dict[str, dict[str, float]] = {}
+                for name in order:
+                    if rows[name].error:
+                        continue  # a variant that broke once (or cannot start) is not retried
+                    flush_db(opts.redis_url)
+                    result = run_variant(
+                        spec(name, "throughput", opts.redis_url, jobs=opts.jobs, fork_jobs=opts.fork_jobs), timeout
+                    )
+                    if not note_error(name, result):
+                        rates[name] = result
+                        for metric, _ in THROUGHPUT_METRICS:
+                            rows[name].rates[metric].append(result[metric])
+                if BASELINE in rates:
+                    for name, result in rates.items():
+                        for metric, _ in THROUGHPUT_METRICS:
+                            rows[name].ratios[metric].append(result[metric] / rates[BASELINE][metric])
+                say(f"round {round_no + 1}/{opts.rounds} done ({', '.join(order)})")
+
+            for name in names:
+                if rows[name].error:
+                    continue
+                with redis.Redis.from_url(count_url) as conn:
+                    conn.flushdb()
+                    before = command_calls(conn)
+                    result = run_variant(
+                        spec(name, "commands", count_url, jobs=opts.command_jobs, fork_jobs=opts.command_fork_jobs),
+                        timeout,
+                    )
+                    after = command_calls(conn)
+                if not note_error(name, result):
+                    rows[name].commands = {c: n - before.get(c, 0) for c, n in after.items() if n - before.get(c, 0)}
+                    rows[name].command_jobs = result["jobs"]
+            say("redis commands counted")
+
+            for round_no in range(opts.rss_rounds):
+                for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
+                    if rows[name].error:
+                        continue
+                    flush_db(opts.redis_url)
+                    total = opts.rss_jobs + opts.rss_warm
+                    result = run_variant(spec(name, "enqueue", opts.redis_url, jobs=total), timeout)
+                    if note_error(name, result):
+                        continue
+                    result = run_variant(spec(name, "rss", opts.redis_url, warm=opts.rss_warm), timeout)
+                    if not note_error(name, result):
+                        rows[name].rss_mb.append((result["rss_after"] - result["rss_before"]) / 2**20)
+                say(f"rss round {round_no + 1}/{opts.rss_rounds} done")
+            flush_db(opts.redis_url)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows, count_where
+
+
+# --- the table ------------------------------------------------------------------------------
+def spread(values: list[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return format(median, fmt)
+    return f"{median:{fmt}} [{min(values):{fmt}}–{max(values):{fmt}}]"
+
+
+def commands_cell(row: Row, base: Row) -> str:
+    if row.commands is None or not row.command_jobs:
+        return "-"
+    per_job = sum(row.commands.values()) / row.command_jobs
+    if row is base or base.commands is None:
+        return f"{per_job:.2f}"
+    if row.commands == base.commands:
+        return f"{per_job:.2f} (equal)"
+    keys = sorted(set(row.commands) | set(base.commands))
+    diffs = [f"{k}{row.commands.get(k, 0) - base.commands.get(k, 0):+d}" for k in keys
+             if row.commands.get(k, 0) != base.commands.get(k, 0)]
+    return f"{per_job:.2f} (differs: {', '.join(diffs)})"
+
+
+def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> str:
+    base = rows[BASELINE]
+    header = ["variant", *[f"{label} ratio" for _, label in THROUGHPUT_METRICS], "redis cmds/job",
+              f"RSS growth MB/{opts.rss_jobs} jobs"]
+    table = [header]
+    for name, _ in VARIANTS:
+        row = rows[name]
+        if row.error:
+            table.append([name, f"not available: {row.error}"])
+            continue
+        cells = [name]
+        for metric, _ in THROUGHPUT_METRICS:
+            if row is base:
+                cells.append("1 (" + spread(row.rates[metric], ".0f") + "/s)")
+            else:
+                cells.append(spread(row.ratios[metric], ".2f"))
+        cells.append(commands_cell(row, base))
+        cells.append(spread(row.rss_mb, ".2f"))
+        table.append(cells)
+
+    widths = [max(len(r[i]) for r in table if len(r) > i and len(r) == len(header)) for i in range(len(header))]
+    out = []
+    for r in table:
+        if len(r) == len(header):
+            out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        else:
+            out.append(f"{r[0].ljust(widths[0])}  {r[1]}")
+    out.append("")
+    out.append("cells: median over rounds [min–max]; throughput is the ratio to plain-rq in the same round")
+    out.append(f"redis commands: INFO commandstats on the {count_where}; {base.command_jobs} jobs per variant")
+    out.append("")
+    out.append(f"targets (DESIGN §6), variant {TARGET_VARIANT}:")
+    target = rows[TARGET_VARIANT]
+    for metric, label in THROUGHPUT_METRICS:
+        line = f"  {label + ' >= ' + format(TARGETS[metric], '.2f'):28}"
+        if target.error or not target.ratios[metric]:
+            out.append(line + "n/a   not measured")
+            continue
+        value = statistics.median(target.ratios[metric])
+        out.append(line + f"{value:<6.2f}{'PASS' if value >= TARGETS[metric] else 'MISS'}")
+    line = f"  {'redis commands/job equal':28}"
+    if target.commands is None or base.commands is None:
+        out.append(line + "n/a   not measured")
+    else:
+        same = target.commands == base.commands
+        out.append(line + f"{'equal' if same else 'differ':<6}{'PASS' if same else 'MISS'}")
+    line = f"  {'RSS growth < ' + format(RSS_TARGET_MB, '.0f') + ' MB':28}"
+    if not target.rss_mb:
+        out.append(line + "n/a   not measured")
+    else:
+        growth = statistics.median(target.rss_mb)
+        verdict = "PASS" if growth < RSS_TARGET_MB else "MISS"
+        note = "" if opts.rss_jobs >= 20000 else f"  (over {opts.rss_jobs} jobs, not 20000)"
+        out.append(line + f"{growth:<6.2f}{verdict}{note}")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"nproc {os.cpu_count()}, CPU {cpu}, Python {platform.python_version()}, rq {v('rq')}, "
+        f"redis-py {v('redis')}, opentelemetry-sdk {v('opentelemetry-sdk')}, "
+        f"opentelemetry-instrumentation {v('opentelemetry-instrumentation')}, "
+        f"opentelemetry-instrumentation-rq {v('opentelemetry-instrumentation-rq')}"
+    )
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts for CI (< 2 minutes)")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379",
+                        help="server for the throughput and RSS runs (REDIS_URL, else 127.0.0.1:6379)")
+    parser.add_argument("--db", type=int, default=13, help="Redis db to use and flush (default 13)")
+    parser.add_argument("--count-on-shared", action="store_true",
+                        help="count Redis commands on --redis-url instead of a private redis-server")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default 5, quick 3)")
+    parser.add_argument("--jobs", type=int, help="jobs per round for enqueue and SimpleWorker (default 3000, quick 300)")
+    parser.add_argument("--fork-jobs", type=int, help="jobs per round for the forking Worker (default 300, quick 40)")
+    parser.add_argument("--command-jobs", type=int, default=None, help="SimpleWorker jobs when counting commands")
+    parser.add_argument("--command-fork-jobs", type=int, default=None, help="forking Worker jobs when counting")
+    parser.add_argument("--rss-jobs", type=int, help="jobs measured for RSS growth (default 20000, quick 2000)")
+    parser.add_argument("--rss-warm", type=int, help="jobs worked before the first RSS reading (default 1000)")
+    parser.add_argument("--rss-rounds", type=int, help="RSS rounds (default 3, quick 1)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds one variant process may take")
+    opts = parser.parse_args(argv)
+    quick = opts.quick
+    defaults = {
+        "rounds": (3, 5), "jobs": (300, 3000), "fork_jobs": (40, 300), "rss_jobs": (2000, 20000),
+        "rss_warm": (200, 1000), "rss_rounds": (1, 3),
+    }
+    for key, (small, full) in defaults.items():
+        if getattr(opts, key) is None:
+            setattr(opts, key, small if quick else full)
+    if opts.command_jobs is None:
+        opts.command_jobs = min(opts.jobs, 100)
+    if opts.command_fork_jobs is None:
+        opts.command_fork_jobs = min(opts.fork_jobs, 20)
+    base = opts.redis_url.rstrip("/")
+    if base.count("/") > 2:  # a db number in the URL: --db wins
+        base = base.rsplit("/", 1)[0]
+    opts.redis_url = f"{base}/{opts.db}"
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse(argv)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    say(f"redis {opts.redis_url}; {opts.rounds} rounds x {opts.jobs} jobs (+{opts.fork_jobs} forked); "
+        f"RSS over {opts.rss_jobs} jobs")
+    rows, count_where = measure(opts, say)
+    print(f"# {' '.join(['python', 'benchmarks/throughput.py', *(argv if argv is not None else sys.argv[1:])])}")
+    print(f"# {machine()}")
+    print(f"# {opts.rounds} rounds x {opts.jobs} jobs (SimpleWorker, enqueue), {opts.fork_jobs} jobs (forking Worker); "
+          f"{time.monotonic() - started:.0f}s")
+    print()
+    print(render(rows, opts, count_where))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
