@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import selectors
 import shutil
 import socket
 import statistics
@@ -44,6 +45,7 @@ TARGET_VARIANT = "clues-drop"
 VARIANTS = [
     # (name, what it is)
     (BASELINE, "plain RQ, no instrumentation"),
+    ("sdk-only", "reference: SDK batch processors + dropping exporters, nothing instrumented"),
     (TARGET_VARIANT, "clues, SDK batch processors, exporters that drop everything"),
     ("clues-otlp-http", "clues, SDK batch processors, OTLP/HTTP to a loopback sink"),
     ("clues-legacy-log", "clues, instrument(event_publisher=LogPublisher(file)), no other OTel set-up"),
@@ -144,8 +146,8 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_variant(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    args = [sys.executable, "-m", "benchmarks.variants", json.dumps(spec)]
+def run_variant(spec: dict[str, Any], timeout: float, module: str = "benchmarks.variants") -> dict[str, Any]:
+    args = [sys.executable, "-m", module, json.dumps(spec)]
     try:
         done = subprocess.run(args, env=child_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -158,12 +160,125 @@ def run_variant(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
+class ServedVariant:
+    """A variant's process that runs timed steps on request (``throughput`` phase)."""
+
+    def __init__(self, spec: dict[str, Any], timeout: float, module: str, stderr_path: Path) -> None:
+        self.name = spec["variant"]
+        self.timeout = timeout
+        self.stderr = open(stderr_path, "w")  # noqa: SIM115  (closed in close())
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, json.dumps(spec)], env=child_env(), cwd=REPO_ROOT, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=1,
+        )
+        self.error: str | None = None
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + self.timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return {"error": f"no result within {self.timeout:.0f}s"}
+                line = self.process.stdout.readline()
+                if not line:
+                    return {"error": f"exited {self.process.wait()}: {self._stderr_tail()}"}
+                if line.startswith("RESULT "):
+                    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+                    return result
+
+    def step(self, op: str, n: int = 0) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(json.dumps({"op": op, "n": n}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return {"error": f"exited {self.process.wait()}: {self._stderr_tail()}"}
+        return self.read()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.flush()
+        lines = Path(self.stderr.name).read_text().strip().splitlines()
+        return lines[-1] if lines else "(no stderr)"
+
+    def close(self) -> dict[str, Any]:
+        """Ask the process to end; its last result (the variant's own check) is returned."""
+        final: dict[str, Any] = {}
+        if self.process.poll() is None:
+            try:
+                final = self.step("quit")
+                self.process.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+        return final
+
+
+STEPS = [("enqueue", "jobs"), ("simple", "jobs"), ("fork", "fork_jobs")]
+
+
+def interleaved_throughput(
+    names: list[str], spec: Any, opts: argparse.Namespace, say: Any, module: str = "benchmarks.variants"
+) -> dict[str, dict[str, Any]]:
+    """All variants' processes side by side; each round runs each step on each variant in turn.
+
+    Returns per variant: ``rates``/``ratios``/``cpu_us`` lists per metric (one entry
+    per round; ratios are to the baseline in the same round) and ``error``.
+    """
+    out = {n: {"rates": {m: [] for m, _ in THROUGHPUT_METRICS}, "ratios": {m: [] for m, _ in THROUGHPUT_METRICS},
+               "cpu_us": {m: [] for m, _ in THROUGHPUT_METRICS}, "error": None} for n in names}
+    served: dict[str, ServedVariant] = {}
+    logs = Path(tempfile.mkdtemp(prefix="clues-bench-stderr-"))
+    try:
+        for name in names:
+            served[name] = ServedVariant(spec(name, "throughput"), opts.timeout, module, logs / (name.replace("/", "_") + ".err"))
+        for name, variant in served.items():
+            ready = variant.read()
+            if "error" in ready:
+                out[name]["error"] = f"{ready['error']} (at {ready.get('stage', 'setup')})"
+        for round_no in range(opts.rounds):
+            live = [n for n in names if out[n]["error"] is None]
+            order = live[round_no % len(live) :] + live[: round_no % len(live)] if live else []
+            results: dict[str, dict[str, dict[str, float]]] = {n: {} for n in order}
+            for op, count in STEPS:
+                for name in order:
+                    if out[name]["error"]:
+                        continue
+                    result = served[name].step(op, getattr(opts, count))
+                    if "error" in result:
+                        out[name]["error"] = f"{result['error']} (at {result.get('stage', op)})"
+                    else:
+                        results[name][op] = result
+            base = results.get(BASELINE, {})
+            for name, by_op in results.items():
+                if out[name]["error"] or len(by_op) < len(STEPS):
+                    continue
+                for metric, _ in THROUGHPUT_METRICS:
+                    out[name]["rates"][metric].append(by_op[metric]["rate"])
+                    out[name]["cpu_us"][metric].append(by_op[metric]["cpu_us"])
+                    if metric in base:
+                        out[name]["ratios"][metric].append(by_op[metric]["rate"] / base[metric]["rate"])
+            flush_db(opts.redis_url)  # every queue is empty between rounds
+            say(f"round {round_no + 1}/{opts.rounds} done ({', '.join(order)})")
+    finally:
+        for name, variant in served.items():
+            final = variant.close()
+            if "error" in final and out[name]["error"] is None:
+                out[name]["error"] = f"{final['error']} (at {final.get('stage')})"
+        shutil.rmtree(logs, ignore_errors=True)
+    return out
+
+
 # --- measurements -------------------------------------------------------------------------
 @dataclass
 class Row:
     name: str
     rates: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in THROUGHPUT_METRICS})
     ratios: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in THROUGHPUT_METRICS})
+    cpu_us: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m, _ in THROUGHPUT_METRICS})
     rss_mb: list[float] = field(default_factory=list)
     commands: dict[str, int] | None = None
     command_jobs: int = 0
@@ -187,6 +302,8 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
             "phase": phase,
             "redis_url": url,
             "queue": f"bench-{phase}",
+            "jobs": opts.jobs,
+            "fork_jobs": opts.fork_jobs,
             "otlp_endpoint": endpoint,
             "log_path": str(tmp / f"{name}-{phase}-{time.monotonic_ns()}.log"),
             **extra,
@@ -201,25 +318,13 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
 
     try:
         with otlp_sink() as endpoint, counting_redis(opts.redis_url, opts.count_on_shared) as (count_url, count_where):
-            for round_no in range(opts.rounds):
-                order = names[round_no % len(names) :] + names[: round_no % len(names)]
-                rates: dict[str, dict[str, float]] = {}
-                for name in order:
-                    if rows[name].error:
-                        continue  # a variant that broke once (or cannot start) is not retried
-                    flush_db(opts.redis_url)
-                    result = run_variant(
-                        spec(name, "throughput", opts.redis_url, jobs=opts.jobs, fork_jobs=opts.fork_jobs), timeout
-                    )
-                    if not note_error(name, result):
-                        rates[name] = result
-                        for metric, _ in THROUGHPUT_METRICS:
-                            rows[name].rates[metric].append(result[metric])
-                if BASELINE in rates:
-                    for name, result in rates.items():
-                        for metric, _ in THROUGHPUT_METRICS:
-                            rows[name].ratios[metric].append(result[metric] / rates[BASELINE][metric])
-                say(f"round {round_no + 1}/{opts.rounds} done ({', '.join(order)})")
+            flush_db(opts.redis_url)
+            measured = interleaved_throughput(
+                names, lambda name, phase: spec(name, phase, opts.redis_url, queue=f"bench-{name}"), opts, say
+            )
+            for name, m in measured.items():
+                rows[name].rates, rows[name].ratios, rows[name].cpu_us = m["rates"], m["ratios"], m["cpu_us"]
+                rows[name].error = rows[name].error or m["error"]
 
             for name in names:
                 if rows[name].error:
@@ -311,6 +416,23 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
     out.append("cells: median over rounds [min–max]; throughput is the ratio to plain-rq in the same round")
     out.append(f"redis commands: INFO commandstats on the {count_where}; {base.command_jobs} jobs per variant")
     out.append("")
+    out.append("CPU per job (µs, median over rounds; the variant's process and its work horses, not Redis):")
+    cpu_rows = [["variant", *[label for _, label in THROUGHPUT_METRICS]]]
+    for name, _ in VARIANTS:
+        row = rows[name]
+        if row.error or not row.cpu_us["enqueue"]:
+            continue
+        cells = [name]
+        for metric, _ in THROUGHPUT_METRICS:
+            value = statistics.median(row.cpu_us[metric])
+            if row is base or not base.cpu_us[metric]:
+                cells.append(f"{value:.0f}")
+            else:
+                cells.append(f"{value:.0f} ({value - statistics.median(base.cpu_us[metric]):+.0f})")
+        cpu_rows.append(cells)
+    cpu_widths = [max(len(r[i]) for r in cpu_rows) for i in range(len(cpu_rows[0]))]
+    out.extend("  " + "  ".join(c.ljust(w) for c, w in zip(r, cpu_widths)).rstrip() for r in cpu_rows)
+    out.append("")
     out.append(f"targets (DESIGN §6), variant {TARGET_VARIANT}:")
     target = rows[TARGET_VARIANT]
     for metric, label in THROUGHPUT_METRICS:
@@ -362,6 +484,16 @@ def machine() -> str:
     )
 
 
+def with_db(url: str, db: int) -> str:
+    """``url`` pointing at ``db`` (a db number already in the URL is replaced)."""
+    if url.startswith("unix://"):
+        return f"{url.split('?', 1)[0]}?db={db}"
+    base = url.rstrip("/")
+    if base.count("/") > 2:
+        base = base.rsplit("/", 1)[0]
+    return f"{base}/{db}"
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts for CI (< 2 minutes)")
@@ -370,20 +502,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", type=int, default=13, help="Redis db to use and flush (default 13)")
     parser.add_argument("--count-on-shared", action="store_true",
                         help="count Redis commands on --redis-url instead of a private redis-server")
-    parser.add_argument("--rounds", type=int, help="throughput rounds (default 5, quick 3)")
-    parser.add_argument("--jobs", type=int, help="jobs per round for enqueue and SimpleWorker (default 3000, quick 300)")
-    parser.add_argument("--fork-jobs", type=int, help="jobs per round for the forking Worker (default 300, quick 40)")
+    parser.add_argument("--rounds", type=int, help="throughput rounds (default 7, quick 3)")
+    parser.add_argument("--jobs", type=int, help="jobs per round for enqueue and SimpleWorker (default 1000, quick 300)")
+    parser.add_argument("--fork-jobs", type=int, help="jobs per round for the forking Worker (default 150, quick 40)")
     parser.add_argument("--command-jobs", type=int, default=None, help="SimpleWorker jobs when counting commands")
     parser.add_argument("--command-fork-jobs", type=int, default=None, help="forking Worker jobs when counting")
     parser.add_argument("--rss-jobs", type=int, help="jobs measured for RSS growth (default 20000, quick 2000)")
     parser.add_argument("--rss-warm", type=int, help="jobs worked before the first RSS reading (default 1000)")
-    parser.add_argument("--rss-rounds", type=int, help="RSS rounds (default 3, quick 1)")
+    parser.add_argument("--rss-rounds", type=int, help="RSS rounds (default 2, quick 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one variant process may take")
     opts = parser.parse_args(argv)
     quick = opts.quick
     defaults = {
-        "rounds": (3, 5), "jobs": (300, 3000), "fork_jobs": (40, 300), "rss_jobs": (2000, 20000),
-        "rss_warm": (200, 1000), "rss_rounds": (1, 3),
+        "rounds": (3, 7), "jobs": (300, 1000), "fork_jobs": (40, 150), "rss_jobs": (2000, 20000),
+        "rss_warm": (200, 1000), "rss_rounds": (1, 2),
     }
     for key, (small, full) in defaults.items():
         if getattr(opts, key) is None:
@@ -392,10 +524,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         opts.command_jobs = min(opts.jobs, 100)
     if opts.command_fork_jobs is None:
         opts.command_fork_jobs = min(opts.fork_jobs, 20)
-    base = opts.redis_url.rstrip("/")
-    if base.count("/") > 2:  # a db number in the URL: --db wins
-        base = base.rsplit("/", 1)[0]
-    opts.redis_url = f"{base}/{opts.db}"
+    opts.redis_url = with_db(opts.redis_url, opts.db)
     return opts
 
 

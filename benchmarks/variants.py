@@ -7,10 +7,12 @@ process sets its variant up, runs one phase and prints one line
 
 Variants are one small function each (``VARIANTS``); phases:
 
-* ``throughput``: time N enqueues, then a SimpleWorker over those N jobs, then
-  a forking ``Worker(...).work(burst=True)`` over M more (enqueued untimed).
-  Every timed section ends with a force-flush of the telemetry, so all the work
-  its jobs caused is inside the time.
+* ``throughput``: serves timed steps the parent asks for on stdin, one at a
+  time, so all variants' processes live side by side and the parent
+  interleaves them step by step: ``enqueue`` N jobs, ``simple`` (a SimpleWorker
+  over those N jobs), ``fork`` (``Worker(...).work(burst=True)`` over M jobs
+  enqueued untimed). Every timed step ends with a force-flush of the telemetry,
+  so all the work its jobs caused is inside the time.
 * ``enqueue``: enqueue N jobs, untimed (the producer for ``rss``).
 * ``rss``: a SimpleWorker works ``warm`` jobs, then the rest; RSS (after a
   flush and ``gc.collect()``) is taken after each part.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -90,6 +93,12 @@ def plain_rq(spec: dict[str, Any]) -> Check | None:
     return None
 
 
+def sdk_only(spec: dict[str, Any]) -> Check | None:
+    """Reference: the SDK set up as for clues-drop, but nothing instrumented (what the SDK alone costs)."""
+    _global_sdk_providers(*_drop_exporters())
+    return None
+
+
 def clues_drop(spec: dict[str, Any]) -> Check | None:
     from opentelemetry_instrumentation_clues import CluesInstrumentor
 
@@ -133,6 +142,7 @@ def otel_instrumentation_rq(spec: dict[str, Any]) -> Check | None:
 
 VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "plain-rq": plain_rq,
+    "sdk-only": sdk_only,
     "clues-drop": clues_drop,
     "clues-otlp-http": clues_otlp_http,
     "clues-legacy-log": clues_legacy_log,
@@ -160,31 +170,60 @@ def enqueue(queue: Queue, count: int) -> None:
         queue.enqueue(add, i, 1)
 
 
-def timed(action: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of its waited-for children (the work horses)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(action: Callable[[], Any], jobs: int) -> dict[str, float]:
+    """Jobs per second (wall) and CPU microseconds per job of ``action`` plus its telemetry flush."""
+    cpu, start = cpu_seconds(), time.perf_counter()
     action()
     flush_telemetry()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return {"rate": jobs / wall, "cpu_us": (cpu_seconds() - cpu) / jobs * 1e6}
 
 
-def phase_throughput(spec: dict[str, Any], conn: redis.Redis) -> dict[str, Any]:
+def serve_throughput(spec: dict[str, Any], conn: redis.Redis) -> dict[str, Any]:
+    """Run timed steps on request, so the parent can interleave the variants step by step.
+
+    Every variant process is started at once and waits; the parent sends one
+    JSON line per step (``{"op": "enqueue"|"simple"|"fork", "n": jobs}``) to
+    each in turn and reads one ``RESULT`` line back; ``{"op": "quit"}`` ends it.
+    """
     queue = Queue(spec["queue"], connection=conn)
+    fork_queue = Queue(spec["queue"] + "-fork", connection=conn)
+
+    def work(worker_class: type, on: Queue) -> None:
+        worker_class([on], connection=conn).work(burst=True, logging_level=LOGGING_LEVEL)
+
     # Warm-up: imports, first spans, rq's lazy set-up; untimed.
     enqueue(queue, 20)
-    SimpleWorker([queue], connection=conn).work(burst=True, logging_level=LOGGING_LEVEL)
+    work(SimpleWorker, queue)
     flush_telemetry()
-
-    n, m = spec["jobs"], spec["fork_jobs"]
-    enqueue_s = timed(lambda: enqueue(queue, n))
-    simple_s = timed(lambda: SimpleWorker([queue], connection=conn).work(burst=True, logging_level=LOGGING_LEVEL))
-    fork_queue = Queue(spec["queue"] + "-fork", connection=conn)
-    enqueue(fork_queue, m)
-    flush_telemetry()
-    fork_s = timed(lambda: Worker([fork_queue], connection=conn).work(burst=True, logging_level=LOGGING_LEVEL))
-    left = queue.count + fork_queue.count
-    if left:
-        raise RuntimeError(f"{left} jobs were not worked")
-    return {"enqueue": n / enqueue_s, "simple": n / simple_s, "fork": m / fork_s}
+    print("RESULT " + json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        step = json.loads(line)
+        op, n = step["op"], step.get("n", 0)
+        if op == "quit":
+            break
+        if op == "enqueue":
+            result = timed(lambda: enqueue(queue, n), n)
+        elif op == "simple":
+            n = queue.count
+            result = timed(lambda: work(SimpleWorker, queue), n)
+        elif op == "fork":
+            enqueue(fork_queue, n)
+            flush_telemetry()
+            result = timed(lambda: work(Worker, fork_queue), n)
+        else:
+            raise ValueError(f"unknown step {op!r}")
+        left = queue.count if op == "simple" else fork_queue.count if op == "fork" else 0
+        if left:
+            raise RuntimeError(f"{left} jobs were not worked")
+        print("RESULT " + json.dumps(result), flush=True)
+    return {"done": True}
 
 
 def phase_enqueue(spec: dict[str, Any], conn: redis.Redis) -> dict[str, Any]:
@@ -219,7 +258,7 @@ def phase_commands(spec: dict[str, Any], conn: redis.Redis) -> dict[str, Any]:
     return {"jobs": spec["jobs"] + spec["fork_jobs"]}
 
 
-PHASES = {"throughput": phase_throughput, "enqueue": phase_enqueue, "rss": phase_rss, "commands": phase_commands}
+PHASES = {"throughput": serve_throughput, "enqueue": phase_enqueue, "rss": phase_rss, "commands": phase_commands}
 
 
 def main(argv: list[str]) -> int:
