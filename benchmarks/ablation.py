@@ -98,6 +98,14 @@ def no_log_records(spec: dict[str, Any]) -> None:
         telemetry.logger = _NoLogger()  # type: ignore[assignment]
 
 
+def span_only(spec: dict[str, Any]) -> None:
+    """LOSSY: spans and propagation only, no span events and no log records (the floor of a span per step)."""
+    from opentelemetry_instrumentation_clues import telemetry
+
+    variants.clues_drop(spec)
+    telemetry.Telemetry.publish = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+
+
 ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sdk-only": variants.sdk_only,
     "clues-drop/flush-inline": flush_inline,
@@ -105,6 +113,7 @@ ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "clues-drop/no-fork-reset": no_fork_reset,
     "clues-drop/lean-span-events": lean_span_events,
     "clues-drop/no-log-records": no_log_records,
+    "clues-drop/span-only": span_only,
 }
 
 

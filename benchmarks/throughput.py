@@ -231,6 +231,7 @@ def interleaved_throughput(
     out = {n: {"rates": {m: [] for m, _ in THROUGHPUT_METRICS}, "ratios": {m: [] for m, _ in THROUGHPUT_METRICS},
                "cpu_us": {m: [] for m, _ in THROUGHPUT_METRICS}, "error": None} for n in names}
     served: dict[str, ServedVariant] = {}
+    discarded: list[str] = []  # rounds in which jobs vanished: they cannot be compared, so none of it counts
     logs = Path(tempfile.mkdtemp(prefix="clues-bench-stderr-"))
     try:
         for name in names:
@@ -243,6 +244,7 @@ def interleaved_throughput(
             live = [n for n in names if out[n]["error"] is None]
             order = live[round_no % len(live) :] + live[: round_no % len(live)] if live else []
             results: dict[str, dict[str, dict[str, float]]] = {n: {} for n in order}
+            disturbed = ""
             for op, count in STEPS:
                 for name in order:
                     if out[name]["error"]:
@@ -250,8 +252,15 @@ def interleaved_throughput(
                     result = served[name].step(op, getattr(opts, count))
                     if "error" in result:
                         out[name]["error"] = f"{result['error']} (at {result.get('stage', op)})"
+                    elif "skipped" in result:
+                        disturbed = f"{name} {op}: {result['skipped']}"
                     else:
                         results[name][op] = result
+            flush_db(opts.redis_url)  # every queue is empty between rounds
+            if disturbed:
+                discarded.append(disturbed)
+                say(f"round {round_no + 1}/{opts.rounds} discarded: {disturbed}")
+                continue
             base = results.get(BASELINE, {})
             for name, by_op in results.items():
                 if out[name]["error"] or len(by_op) < len(STEPS):
@@ -261,7 +270,6 @@ def interleaved_throughput(
                     out[name]["cpu_us"][metric].append(by_op[metric]["cpu_us"])
                     if metric in base:
                         out[name]["ratios"][metric].append(by_op[metric]["rate"] / base[metric]["rate"])
-            flush_db(opts.redis_url)  # every queue is empty between rounds
             say(f"round {round_no + 1}/{opts.rounds} done ({', '.join(order)})")
     finally:
         for name, variant in served.items():
@@ -269,6 +277,7 @@ def interleaved_throughput(
             if "error" in final and out[name]["error"] is None:
                 out[name]["error"] = f"{final['error']} (at {final.get('stage')})"
         shutil.rmtree(logs, ignore_errors=True)
+    out[BASELINE]["discarded"] = discarded
     return out
 
 
@@ -283,6 +292,8 @@ class Row:
     commands: dict[str, int] | None = None
     command_jobs: int = 0
     error: str | None = None
+    discarded: list[str] = field(default_factory=list)
+    rss_discarded: list[str] = field(default_factory=list)
 
 
 def flush_db(url: str) -> None:
@@ -325,6 +336,7 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
             for name, m in measured.items():
                 rows[name].rates, rows[name].ratios, rows[name].cpu_us = m["rates"], m["ratios"], m["cpu_us"]
                 rows[name].error = rows[name].error or m["error"]
+                rows[name].discarded = m.get("discarded", [])
 
             for name in names:
                 if rows[name].error:
@@ -352,8 +364,13 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
                     if note_error(name, result):
                         continue
                     result = run_variant(spec(name, "rss", opts.redis_url, warm=opts.rss_warm), timeout)
-                    if not note_error(name, result):
-                        rows[name].rss_mb.append((result["rss_after"] - result["rss_before"]) / 2**20)
+                    if note_error(name, result):
+                        continue
+                    if result["jobs"] != opts.rss_jobs:
+                        rows[name].rss_discarded.append(f"{result['jobs']} of {opts.rss_jobs} jobs found")
+                        say(f"rss {name}: {result['jobs']} of {opts.rss_jobs} jobs found; discarded")
+                        continue
+                    rows[name].rss_mb.append((result["rss_after"] - result["rss_before"]) / 2**20)
                 say(f"rss round {round_no + 1}/{opts.rss_rounds} done")
             flush_db(opts.redis_url)
     finally:
@@ -402,7 +419,7 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
             else:
                 cells.append(spread(row.ratios[metric], ".2f"))
         cells.append(commands_cell(row, base))
-        cells.append(spread(row.rss_mb, ".2f"))
+        cells.append(spread(row.rss_mb, ".2f") if row.rss_mb or not row.rss_discarded else "discarded (jobs vanished)")
         table.append(cells)
 
     widths = [max(len(r[i]) for r in table if len(r) > i and len(r) == len(header)) for i in range(len(header))]
@@ -414,6 +431,8 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
             out.append(f"{r[0].ljust(widths[0])}  {r[1]}")
     out.append("")
     out.append("cells: median over rounds [min–max]; throughput is the ratio to plain-rq in the same round")
+    if base.discarded:
+        out.append(f"{len(base.discarded)} of {opts.rounds} rounds discarded (jobs vanished: {base.discarded[0]})")
     out.append(f"redis commands: INFO commandstats on the {count_where}; {base.command_jobs} jobs per variant")
     out.append("")
     out.append("CPU per job (µs, median over rounds; the variant's process and its work horses, not Redis):")
