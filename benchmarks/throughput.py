@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import selectors
+import signal
 import shutil
 import socket
 import statistics
@@ -329,6 +330,11 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
 
     try:
         with otlp_sink() as endpoint, counting_redis(opts.redis_url, opts.count_on_shared) as (count_url, count_where):
+            if opts.private_redis:
+                if count_url == opts.redis_url:
+                    raise SystemExit("--private-redis needs a redis-server binary (and not --count-on-shared)")
+                opts.redis_url = with_db(count_url, opts.db)
+                say(f"everything runs on the {count_where}: {opts.redis_url}")
             flush_db(opts.redis_url)
             measured = interleaved_throughput(
                 names, lambda name, phase: spec(name, phase, opts.redis_url, queue=f"bench-{name}"), opts, say
@@ -360,10 +366,10 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
                         continue
                     flush_db(opts.redis_url)
                     total = opts.rss_jobs + opts.rss_warm
-                    result = run_variant(spec(name, "enqueue", opts.redis_url, jobs=total), timeout)
+                    result = run_variant(spec(name, "enqueue", opts.redis_url, jobs=total, queue="bench-rss"), timeout)
                     if note_error(name, result):
                         continue
-                    result = run_variant(spec(name, "rss", opts.redis_url, warm=opts.rss_warm), timeout)
+                    result = run_variant(spec(name, "rss", opts.redis_url, warm=opts.rss_warm, queue="bench-rss"), timeout)
                     if note_error(name, result):
                         continue
                     if result["jobs"] != opts.rss_jobs:
@@ -519,6 +525,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379",
                         help="server for the throughput and RSS runs (REDIS_URL, else 127.0.0.1:6379)")
     parser.add_argument("--db", type=int, default=13, help="Redis db to use and flush (default 13)")
+    parser.add_argument("--private-redis", action="store_true",
+                        help="run everything on a private redis-server started for the run (when others share "
+                             "the server and may flush its dbs)")
     parser.add_argument("--count-on-shared", action="store_true",
                         help="count Redis commands on --redis-url instead of a private redis-server")
     parser.add_argument("--rounds", type=int, help="throughput rounds (default 7, quick 3)")
@@ -547,9 +556,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return opts
 
 
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse(argv)
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the private redis-server and children are stopped
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
@@ -559,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, count_where = measure(opts, say)
     print(f"# {' '.join(['python', 'benchmarks/throughput.py', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"# {machine()}")
+    print(f"# redis: {opts.redis_url}")
     print(f"# {opts.rounds} rounds x {opts.jobs} jobs (SimpleWorker, enqueue), {opts.fork_jobs} jobs (forking Worker); "
           f"{time.monotonic() - started:.0f}s")
     print()
