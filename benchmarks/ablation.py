@@ -5,7 +5,7 @@
 Each ablation is ``clues-drop`` (or the bare SDK) with one thing monkeypatched in
 its own process, so a proposed change to the package can be measured before it
 is made. Same method as throughput.py: fresh process per variant, rounds
-interleaved, median [min–max] of the ratio to plain RQ in the same round.
+interleaved, median [min-max] of the ratio to plain RQ in the same round.
 Some ablations lose telemetry on purpose (they only price a step).
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import variants  # noqa: E402
+from benchmarks import variants
 
 
 def flush_inline(spec: dict[str, Any]) -> None:
@@ -139,8 +139,14 @@ def parent(argv: list[str]) -> int:
     started = time.monotonic()
 
     def spec(name: str, phase: str) -> dict[str, Any]:
-        return {"variant": name, "phase": phase, "redis_url": opts.redis_url, "queue": f"ablation-{name}",
-                "otlp_endpoint": "", "log_path": "/dev/null"}
+        return {
+            "variant": name,
+            "phase": phase,
+            "redis_url": opts.redis_url,
+            "queue": f"ablation-{name}",
+            "otlp_endpoint": "",
+            "log_path": "/dev/null",
+        }
 
     def say(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
@@ -150,16 +156,22 @@ def parent(argv: list[str]) -> int:
     rates = measured[BASELINE]["rates"]
     print("plain-rq: " + ", ".join(f"{label} {spread(rates[m], '.0f')}/s" for m, label in THROUGHPUT_METRICS))
     width = max(map(len, names))
-    print(f"{'variant'.ljust(width)}  " + "  ".join(f"{label + ' ratio':22}" for _, label in THROUGHPUT_METRICS)
-          + "  CPU µs/job (enqueue, simple, fork)")
+    print(
+        f"{'variant'.ljust(width)}  "
+        + "  ".join(f"{label + ' ratio':22}" for _, label in THROUGHPUT_METRICS)
+        + "  CPU µs/job (enqueue, simple, fork)"
+    )
     for name in names:
         row = measured[name]
         if row["error"]:
             print(f"{name.ljust(width)}  error: {row['error']}")
             continue
         cpu = ", ".join(f"{statistics.median(row['cpu_us'][m]):.0f}" for m, _ in THROUGHPUT_METRICS)
-        print(f"{name.ljust(width)}  " + "  ".join(f"{spread(row['ratios'][m], '.3f'):22}" for m, _ in THROUGHPUT_METRICS)
-              + f"  {cpu}")
+        print(
+            f"{name.ljust(width)}  "
+            + "  ".join(f"{spread(row['ratios'][m], '.3f'):22}" for m, _ in THROUGHPUT_METRICS)
+            + f"  {cpu}"
+        )
     return 0
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import redis  # noqa: E402
-from rq import Queue, SimpleWorker  # noqa: E402
+import redis
+from rq import Queue, SimpleWorker
 
-from benchmarks import variants  # noqa: E402
-from benchmarks.throughput import with_db  # noqa: E402
+from benchmarks import variants
+from benchmarks.throughput import with_db
 
 
 def main() -> int:

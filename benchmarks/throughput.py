@@ -6,7 +6,7 @@
 Every variant (``benchmarks/variants.py``) runs in a fresh subprocess; rounds
 interleave the variants (rotating their order) so drift on a shared machine
 hits them alike. Each throughput cell is the median over rounds of the ratio to
-plain RQ *in the same round*, with the min–max of those ratios. Redis commands
+plain RQ *in the same round*, with the min-max of those ratios. Redis commands
 are counted with INFO commandstats on a private ``redis-server`` started for
 the run (the shared server's counters are global and other clients move them);
 RSS growth is that of a SimpleWorker process over ``--rss-jobs`` jobs.
@@ -22,8 +22,8 @@ import json
 import os
 import platform
 import selectors
-import signal
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -64,7 +64,7 @@ class _Sink(BaseHTTPRequestHandler):
     body_bytes = 0
     lock = threading.Lock()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         with _Sink.lock:
@@ -75,7 +75,7 @@ class _Sink(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -169,8 +169,14 @@ class ServedVariant:
         self.timeout = timeout
         self.stderr = open(stderr_path, "w")  # noqa: SIM115  (closed in close())
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module, json.dumps(spec)], env=child_env(), cwd=REPO_ROOT, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=1,
+            [sys.executable, "-m", module, json.dumps(spec)],
+            env=child_env(),
+            cwd=REPO_ROOT,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            bufsize=1,
         )
         self.error: str | None = None
 
@@ -229,14 +235,23 @@ def interleaved_throughput(
     Returns per variant: ``rates``/``ratios``/``cpu_us`` lists per metric (one entry
     per round; ratios are to the baseline in the same round) and ``error``.
     """
-    out = {n: {"rates": {m: [] for m, _ in THROUGHPUT_METRICS}, "ratios": {m: [] for m, _ in THROUGHPUT_METRICS},
-               "cpu_us": {m: [] for m, _ in THROUGHPUT_METRICS}, "error": None} for n in names}
+    out = {
+        n: {
+            "rates": {m: [] for m, _ in THROUGHPUT_METRICS},
+            "ratios": {m: [] for m, _ in THROUGHPUT_METRICS},
+            "cpu_us": {m: [] for m, _ in THROUGHPUT_METRICS},
+            "error": None,
+        }
+        for n in names
+    }
     served: dict[str, ServedVariant] = {}
     discarded: list[str] = []  # rounds in which jobs vanished: they cannot be compared, so none of it counts
     logs = Path(tempfile.mkdtemp(prefix="clues-bench-stderr-"))
     try:
         for name in names:
-            served[name] = ServedVariant(spec(name, "throughput"), opts.timeout, module, logs / (name.replace("/", "_") + ".err"))
+            served[name] = ServedVariant(
+                spec(name, "throughput"), opts.timeout, module, logs / (name.replace("/", "_") + ".err")
+            )
         for name, variant in served.items():
             ready = variant.read()
             if "error" in ready:
@@ -369,7 +384,9 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
                     result = run_variant(spec(name, "enqueue", opts.redis_url, jobs=total, queue="bench-rss"), timeout)
                     if note_error(name, result):
                         continue
-                    result = run_variant(spec(name, "rss", opts.redis_url, warm=opts.rss_warm, queue="bench-rss"), timeout)
+                    result = run_variant(
+                        spec(name, "rss", opts.redis_url, warm=opts.rss_warm, queue="bench-rss"), timeout
+                    )
                     if note_error(name, result):
                         continue
                     if result["jobs"] != opts.rss_jobs:
@@ -391,7 +408,7 @@ def spread(values: list[float], fmt: str) -> str:
     median = statistics.median(values)
     if len(values) == 1:
         return format(median, fmt)
-    return f"{median:{fmt}} [{min(values):{fmt}}–{max(values):{fmt}}]"
+    return f"{median:{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
 
 
 def commands_cell(row: Row, base: Row) -> str:
@@ -403,15 +420,22 @@ def commands_cell(row: Row, base: Row) -> str:
     if row.commands == base.commands:
         return f"{per_job:.2f} (equal)"
     keys = sorted(set(row.commands) | set(base.commands))
-    diffs = [f"{k}{row.commands.get(k, 0) - base.commands.get(k, 0):+d}" for k in keys
-             if row.commands.get(k, 0) != base.commands.get(k, 0)]
+    diffs = [
+        f"{k}{row.commands.get(k, 0) - base.commands.get(k, 0):+d}"
+        for k in keys
+        if row.commands.get(k, 0) != base.commands.get(k, 0)
+    ]
     return f"{per_job:.2f} (differs: {', '.join(diffs)})"
 
 
 def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> str:
     base = rows[BASELINE]
-    header = ["variant", *[f"{label} ratio" for _, label in THROUGHPUT_METRICS], "redis cmds/job",
-              f"RSS growth MB/{opts.rss_jobs} jobs"]
+    header = [
+        "variant",
+        *[f"{label} ratio" for _, label in THROUGHPUT_METRICS],
+        "redis cmds/job",
+        f"RSS growth MB/{opts.rss_jobs} jobs",
+    ]
     table = [header]
     for name, _ in VARIANTS:
         row = rows[name]
@@ -432,11 +456,11 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
     out = []
     for r in table:
         if len(r) == len(header):
-            out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            out.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         else:
             out.append(f"{r[0].ljust(widths[0])}  {r[1]}")
     out.append("")
-    out.append("cells: median over rounds [min–max]; throughput is the ratio to plain-rq in the same round")
+    out.append("cells: median over rounds [min-max]; throughput is the ratio to plain-rq in the same round")
     if base.discarded:
         out.append(f"{len(base.discarded)} of {opts.rounds} rounds discarded (jobs vanished: {base.discarded[0]})")
     out.append(f"redis commands: INFO commandstats on the {count_where}; {base.command_jobs} jobs per variant")
@@ -456,7 +480,7 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
                 cells.append(f"{value:.0f} ({value - statistics.median(base.cpu_us[metric]):+.0f})")
         cpu_rows.append(cells)
     cpu_widths = [max(len(r[i]) for r in cpu_rows) for i in range(len(cpu_rows[0]))]
-    out.extend("  " + "  ".join(c.ljust(w) for c, w in zip(r, cpu_widths)).rstrip() for r in cpu_rows)
+    out.extend("  " + "  ".join(c.ljust(w) for c, w in zip(r, cpu_widths, strict=True)).rstrip() for r in cpu_rows)
     out.append("")
     out.append(f"targets (DESIGN §6), variant {TARGET_VARIANT}:")
     target = rows[TARGET_VARIANT]
@@ -522,28 +546,43 @@ def with_db(url: str, db: int) -> str:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts for CI (< 2 minutes)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379",
-                        help="server for the throughput and RSS runs (REDIS_URL, else 127.0.0.1:6379)")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379",
+        help="server for the throughput and RSS runs (REDIS_URL, else 127.0.0.1:6379)",
+    )
     parser.add_argument("--db", type=int, default=13, help="Redis db to use and flush (default 13)")
-    parser.add_argument("--private-redis", action="store_true",
-                        help="run everything on a private redis-server started for the run (when others share "
-                             "the server and may flush its dbs)")
-    parser.add_argument("--count-on-shared", action="store_true",
-                        help="count Redis commands on --redis-url instead of a private redis-server")
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="run everything on a private redis-server started for the run (when others share "
+        "the server and may flush its dbs)",
+    )
+    parser.add_argument(
+        "--count-on-shared",
+        action="store_true",
+        help="count Redis commands on --redis-url instead of a private redis-server",
+    )
     parser.add_argument("--rounds", type=int, help="throughput rounds (default 7, quick 3)")
-    parser.add_argument("--jobs", type=int, help="jobs per round for enqueue and SimpleWorker (default 1000, quick 300)")
+    parser.add_argument(
+        "--jobs", type=int, help="jobs per round for enqueue and SimpleWorker (default 1000, quick 300)"
+    )
     parser.add_argument("--fork-jobs", type=int, help="jobs per round for the forking Worker (default 150, quick 40)")
     parser.add_argument("--command-jobs", type=int, default=None, help="SimpleWorker jobs when counting commands")
     parser.add_argument("--command-fork-jobs", type=int, default=None, help="forking Worker jobs when counting")
-    parser.add_argument("--rss-jobs", type=int, help="jobs measured for RSS growth (default 20000, quick 2000)")
+    parser.add_argument("--rss-jobs", type=int, help="jobs measured for RSS growth (default 20000, quick 1000)")
     parser.add_argument("--rss-warm", type=int, help="jobs worked before the first RSS reading (default 1000)")
     parser.add_argument("--rss-rounds", type=int, help="RSS rounds (default 2, quick 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds one variant process may take")
     opts = parser.parse_args(argv)
     quick = opts.quick
     defaults = {
-        "rounds": (3, 7), "jobs": (300, 1000), "fork_jobs": (40, 150), "rss_jobs": (2000, 20000),
-        "rss_warm": (200, 1000), "rss_rounds": (1, 2),
+        "rounds": (3, 7),
+        "jobs": (300, 1000),
+        "fork_jobs": (40, 150),
+        "rss_jobs": (1000, 20000),
+        "rss_warm": (200, 1000),
+        "rss_rounds": (1, 2),
     }
     for key, (small, full) in defaults.items():
         if getattr(opts, key) is None:
@@ -568,14 +607,18 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
-    say(f"redis {opts.redis_url}; {opts.rounds} rounds x {opts.jobs} jobs (+{opts.fork_jobs} forked); "
-        f"RSS over {opts.rss_jobs} jobs")
+    say(
+        f"redis {opts.redis_url}; {opts.rounds} rounds x {opts.jobs} jobs (+{opts.fork_jobs} forked); "
+        f"RSS over {opts.rss_jobs} jobs"
+    )
     rows, count_where = measure(opts, say)
     print(f"# {' '.join(['python', 'benchmarks/throughput.py', *(argv if argv is not None else sys.argv[1:])])}")
     print(f"# {machine()}")
     print(f"# redis: {opts.redis_url}")
-    print(f"# {opts.rounds} rounds x {opts.jobs} jobs (SimpleWorker, enqueue), {opts.fork_jobs} jobs (forking Worker); "
-          f"{time.monotonic() - started:.0f}s")
+    print(
+        f"# {opts.rounds} rounds x {opts.jobs} jobs (SimpleWorker, enqueue), {opts.fork_jobs} jobs (forking Worker); "
+        f"{time.monotonic() - started:.0f}s"
+    )
     print()
     print(render(rows, opts, count_where))
     return 0

@@ -210,7 +210,7 @@ def serve_throughput(spec: dict[str, Any], conn: redis.Redis) -> dict[str, Any]:
         if op == "quit":
             break
         if op == "enqueue":
-            result = timed(lambda: enqueue(queue, n), n)
+            result = timed(lambda n=n: enqueue(queue, n), n)
             enqueued = n
         elif op == "simple":
             n, found, enqueued = enqueued, queue.count, 0

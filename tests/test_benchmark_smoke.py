@@ -11,8 +11,13 @@ import pytest
 from tests.processes import REPO_ROOT, env_with
 
 ROWS = ["plain-rq", "sdk-only", "clues-drop", "clues-otlp-http", "clues-legacy-log", "otel-instrumentation-rq"]
-TARGETS = ["enqueue >= 0.90", "SimpleWorker >= 0.95", "Worker (fork) >= 0.90", "redis commands/job equal",
-           "RSS growth < 5 MB"]
+TARGETS = [
+    "enqueue >= 0.90",
+    "SimpleWorker >= 0.95",
+    "Worker (fork) >= 0.90",
+    "redis commands/job equal",
+    "RSS growth < 5 MB",
+]
 
 
 def _db_of(url: str) -> int:
@@ -24,9 +29,25 @@ def _db_of(url: str) -> int:
 @pytest.mark.timeout(300)
 def test_quick_benchmark_prints_every_row(redis_url):
     command = [
-        sys.executable, "benchmarks/throughput.py", "--quick", "--rounds", "1",
-        "--redis-url", redis_url, "--db", str(_db_of(redis_url)),
-        "--jobs", "20", "--fork-jobs", "3", "--rss-jobs", "40", "--rss-warm", "10", "--timeout", "120",
+        sys.executable,
+        "benchmarks/throughput.py",
+        "--quick",
+        "--rounds",
+        "1",
+        "--redis-url",
+        redis_url,
+        "--db",
+        str(_db_of(redis_url)),
+        "--jobs",
+        "20",
+        "--fork-jobs",
+        "3",
+        "--rss-jobs",
+        "40",
+        "--rss-warm",
+        "10",
+        "--timeout",
+        "120",
     ]
     done = subprocess.run(command, cwd=REPO_ROOT, env=env_with({}), capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr
