@@ -1,0 +1,1 @@
+"""Benchmarks: ``python benchmarks/throughput.py`` (see docs/performance.md)."""

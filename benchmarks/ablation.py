@@ -1,0 +1,181 @@
+"""Price single pieces of the instrumentation by switching them off or replacing them.
+
+    python benchmarks/ablation.py [--rounds 5] [--jobs 1500] [--fork-jobs 150] [--only NAME,NAME]
+
+Each ablation is ``clues-drop`` (or the bare SDK) with one thing monkeypatched in
+its own process, so a proposed change to the package can be measured before it
+is made. Same method as throughput.py: fresh process per variant, rounds
+interleaved, median [min-max] of the ratio to plain RQ in the same round.
+Some ablations lose telemetry on purpose (they only price a step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import variants
+
+
+def flush_inline(spec: dict[str, Any]) -> None:
+    """The horse flushes in its own thread instead of a new bounded thread."""
+    from opentelemetry_instrumentation_clues import flush
+
+    def run_inline(action: Callable[[], Any], timeout_seconds: float) -> bool:
+        action()
+        return True
+
+    flush.run_bounded = run_inline
+    variants.clues_drop(spec)
+
+
+def no_horse_flush(spec: dict[str, Any]) -> None:
+    """LOSSY: the horse does not flush at all (prices the flush)."""
+    from opentelemetry_instrumentation_clues import worker_hooks
+
+    worker_hooks.flush_all = lambda providers, timeout_millis: None
+    variants.clues_drop(spec)
+
+
+def no_fork_reset(spec: dict[str, Any]) -> None:
+    """The after-fork walk that renews HTTP sessions does nothing."""
+    from opentelemetry_instrumentation_clues import fork_safety
+
+    variants.clues_drop(spec)
+    fork_safety._provider_sources[:] = []
+
+
+def lean_span_events(spec: dict[str, Any]) -> None:
+    """Span events carry only what the span does not already have (the per-event attributes)."""
+    from opentelemetry_instrumentation_clues import telemetry
+
+    original = telemetry.Telemetry.publish
+
+    class _Facts:
+        def __init__(self, facts: Any) -> None:
+            self._facts = facts
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._facts, name)
+
+    def publish(self: Any, event_type: Any, facts: Any, span: Any, timestamp_ns: int, **kw: Any) -> None:
+        add_event = span.add_event
+        base = facts.base_attributes
+
+        def lean_add_event(name: str, attributes: Any = None, timestamp: Any = None) -> None:
+            add_event(name, {k: v for k, v in attributes.items() if k not in base}, timestamp=timestamp)
+
+        span.add_event = lean_add_event  # type: ignore[method-assign]
+        try:
+            original(self, event_type, facts, span, timestamp_ns, **kw)
+        finally:
+            del span.add_event
+
+    telemetry.Telemetry.publish = publish  # type: ignore[method-assign]
+    variants.clues_drop(spec)
+
+
+def no_log_records(spec: dict[str, Any]) -> None:
+    """LOSSY: no OTel log records, span events only (prices the log record path)."""
+    import gc
+
+    from opentelemetry_instrumentation_clues.telemetry import Telemetry
+
+    class _NoLogger:
+        def emit(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    variants.clues_drop(spec)
+    for telemetry in [o for o in gc.get_objects() if isinstance(o, Telemetry)]:
+        telemetry.logger = _NoLogger()  # type: ignore[assignment]
+
+
+def span_only(spec: dict[str, Any]) -> None:
+    """LOSSY: spans and propagation only, no span events and no log records (the floor of a span per step)."""
+    from opentelemetry_instrumentation_clues import telemetry
+
+    variants.clues_drop(spec)
+    telemetry.Telemetry.publish = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+
+
+ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "sdk-only": variants.sdk_only,
+    "clues-drop/flush-inline": flush_inline,
+    "clues-drop/no-horse-flush": no_horse_flush,
+    "clues-drop/no-fork-reset": no_fork_reset,
+    "clues-drop/lean-span-events": lean_span_events,
+    "clues-drop/no-log-records": no_log_records,
+    "clues-drop/span-only": span_only,
+}
+
+
+def child(argv: list[str]) -> int:
+    variants.VARIANTS.update(ABLATIONS)  # type: ignore[arg-type]
+    return variants.main(argv)
+
+
+def parent(argv: list[str]) -> int:
+    from benchmarks.throughput import BASELINE, THROUGHPUT_METRICS, interleaved_throughput, spread, with_db
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--fork-jobs", type=int, default=150)
+    parser.add_argument("--db", type=int, default=14)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--only", default="", help="comma-separated ablations (default all)")
+    opts = parser.parse_args(argv)
+    opts.redis_url = with_db(os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379", opts.db)
+    chosen = [n for n in opts.only.split(",") if n] or list(ABLATIONS)
+    names = [BASELINE, "clues-drop", *chosen]
+    started = time.monotonic()
+
+    def spec(name: str, phase: str) -> dict[str, Any]:
+        return {
+            "variant": name,
+            "phase": phase,
+            "redis_url": opts.redis_url,
+            "queue": f"ablation-{name}",
+            "otlp_endpoint": "",
+            "log_path": "/dev/null",
+        }
+
+    def say(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    measured = interleaved_throughput(names, spec, opts, say, module="benchmarks.ablation")
+    print(f"# python benchmarks/ablation.py {' '.join(argv)}")
+    rates = measured[BASELINE]["rates"]
+    print("plain-rq: " + ", ".join(f"{label} {spread(rates[m], '.0f')}/s" for m, label in THROUGHPUT_METRICS))
+    width = max(map(len, names))
+    print(
+        f"{'variant'.ljust(width)}  "
+        + "  ".join(f"{label + ' ratio':22}" for _, label in THROUGHPUT_METRICS)
+        + "  CPU µs/job (enqueue, simple, fork)"
+    )
+    for name in names:
+        row = measured[name]
+        if row["error"]:
+            print(f"{name.ljust(width)}  error: {row['error']}")
+            continue
+        cpu = ", ".join(f"{statistics.median(row['cpu_us'][m]):.0f}" for m, _ in THROUGHPUT_METRICS)
+        print(
+            f"{name.ljust(width)}  "
+            + "  ".join(f"{spread(row['ratios'][m], '.3f'):22}" for m, _ in THROUGHPUT_METRICS)
+            + f"  {cpu}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 2 and sys.argv[1].startswith("{"):
+        sys.exit(child(sys.argv))
+    sys.exit(parent(sys.argv[1:]))
