@@ -8,6 +8,8 @@ background, so jobs never wait on an export there.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -51,9 +53,39 @@ class FlushBudget:
             )
 
 
-def flush_all(providers: list[Callable[[], Any]], timeout_millis: int) -> bool:
+class _FlushAlarm(BaseException):
+    """Raised by SIGALRM into a horse's flush; a BaseException so no SDK ``except Exception`` eats it."""
+
+
+def _flush_under_alarm(flush: Callable[[], None], timeout_millis: int) -> bool | None:
+    """In a horse's main thread, bound the flush with SIGALRM: no thread to start in every fork.
+
+    Returns None where an alarm cannot be used (not the main thread, or a timer already set)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getitimer(signal.ITIMER_REAL)[0]:
+        return None
+
+    def ring(signum: int, frame: Any) -> None:
+        raise _FlushAlarm
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_millis / 1000)
+        try:
+            flush()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _FlushAlarm:
+        return False
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    return True
+
+
+def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse: bool = False) -> bool:
     """Force-flush each provider that has ``force_flush`` (API-only no-ops do not), within the timeout.
 
+    A work horse (``in_horse``), about to ``os._exit``, may be interrupted by an alarm;
+    elsewhere the flush runs in a helper thread that is given up on after the timeout.
     Returns whether everything was flushed in time."""
     deadline = time.monotonic() + timeout_millis / 1000
 
@@ -64,7 +96,10 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int) -> bool:
                 if force_flush is not None:
                     force_flush(max(1, int((deadline - time.monotonic()) * 1000)))
 
-    if not run_bounded(flush, timeout_millis / 1000):
+    flushed = _flush_under_alarm(flush, timeout_millis) if in_horse else None
+    if flushed is None:
+        flushed = run_bounded(flush, timeout_millis / 1000)
+    if not flushed:
         errors.record("flushing telemetry in the work horse", FlushTimedOut(f"no flush within {timeout_millis} ms"))
         return False
     return True

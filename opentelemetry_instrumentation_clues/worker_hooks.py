@@ -80,7 +80,7 @@ class WorkerHooks:
                 providers = self.providers
                 if attempt is not None and attempt.spawned:  # a fresh interpreter: its metrics are its own
                     providers = [*providers, self.meter_provider]
-                flushed = flush_all(providers, self.flush_budget.millis)
+                flushed = flush_all(providers, self.flush_budget.millis, in_horse=True)
                 self.telemetry.measurements.leave_horse({"flushed": flushed})
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 
+import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -63,4 +64,24 @@ def test_flush_gives_up_after_its_timeout_when_the_export_hangs():
         exporter.release.set()
         provider.shutdown()
     assert elapsed < 5
+    assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+
+
+@pytest.mark.timeout(0)  # pytest-timeout's own SIGALRM timer would make clues fall back to a thread
+def test_a_horse_flush_is_cut_by_an_alarm_without_a_thread():
+    exporter = _StuckExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    provider.get_tracer("t").start_span("s").end()
+    threads_before = threading.active_count()
+    started = time.monotonic()
+    try:
+        flushed = flush_all([lambda: provider], timeout_millis=300, in_horse=True)
+        elapsed = time.monotonic() - started
+        threads_after = threading.active_count()
+    finally:
+        exporter.release.set()
+        provider.shutdown()
+    assert flushed is False and elapsed < 5
+    assert threads_after == threads_before  # nothing left running: the main thread was interrupted
     assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
