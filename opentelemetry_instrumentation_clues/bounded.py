@@ -65,7 +65,8 @@ def _make_encode() -> Callable[[Any], str]:
 
 
 _encode = _make_encode()
-_FAST_FAILURES = (TypeError, ValueError, RecursionError, OverflowError)
+# What json's C encoder may raise, including from user code it runs (a dict subclass's items()).
+_FAST_FAILURES = (Exception,)
 
 
 def bounded_json(value: Any, limit: int, redactor: Redactor | None = None) -> str:
@@ -117,6 +118,13 @@ _SMALL = frozenset((int, float, bool, type(None)))
 
 def _obviously_big(value: Any, limit: int) -> bool:
     """A cheap look at the top two levels, so a huge argument skips the full C encoding."""
+    try:
+        return _big(value, limit)
+    except Exception:  # a container whose len() or iteration raises: let the careful walk have it
+        return True
+
+
+def _big(value: Any, limit: int) -> bool:
     kind = type(value)
     if kind in _SMALL:
         return False
@@ -208,6 +216,7 @@ class _Cutter:
         if id(value) in self.path:
             return self.string("<cycle>")
         self.path.add(id(value))
+        used, cut = self.used, self.cut
         try:
             if isinstance(value, (list, tuple)):
                 return self.sequence(value, len(value), depth)
@@ -216,6 +225,9 @@ class _Cutter:
             if isinstance(value, (set, frozenset)):
                 return self.sequence(_ordered(value, self.limit), len(value), depth)
             return self.other(value, depth)
+        except Exception:  # a container that raises when read (len, items, iteration)
+            self.used, self.cut = used, cut
+            return self.string(f"<unreadable {_type_name(value)}>")
         finally:
             self.path.discard(id(value))
 

@@ -313,3 +313,23 @@ def test_arguments_are_converted_once_per_job_and_process_not_once_per_event(red
     assert captured.event_types() == SUCCESS
     # one JobFacts at enqueue and one at dequeue, each converting both arguments once
     assert CountingRepr.calls - by_rq == 4
+
+
+class _HostileDict(dict):
+    def items(self):  # type: ignore[override]
+        raise RuntimeError("items refused")
+
+    def __len__(self) -> int:
+        raise RuntimeError("len refused")
+
+
+class _HostileList(list):
+    def __iter__(self):  # type: ignore[override]
+        raise RuntimeError("iteration refused")
+
+
+def test_containers_that_raise_when_read_do_not_break_the_conversion():
+    for value in (_HostileDict(a=1), _HostileList([1, 2]), [_HostileDict(a=1), _HostileList([3])]):
+        for limit in (5, LIMIT):
+            assert_one_valid_line(bounded_json(value, limit), limit)
+            assert_one_valid_line(bounded_json({"password": value}, limit, DEFAULT_POLICY.redactor), limit)
