@@ -78,15 +78,43 @@ def bounded_json(value: Any, limit: int, redactor: Redactor | None = None) -> st
             pass
         else:
             if len(text) <= limit and not (redactor and redactor.may_match(text)):
-                return _one_line(text)
+                text = _one_line(text)
+                if len(text) <= limit + MAX_OVERSHOOT:
+                    return text
     try:
         text = _encode(_Cutter(limit, redactor).plain(value, 0))
     except Exception:  # belt and braces: the walk only builds str, int, float, bool, None, list, dict
         text = _encode(f"<unrepresentable {_type_name(value)}>")
     text = _one_line(text)
-    if len(text) > limit + MAX_OVERSHOOT:  # never expected; keeps the bound unconditional
-        text = _encode(_cut_string(text, limit))
+    if len(text) > limit + MAX_OVERSHOOT:  # not expected: keeps the bound unconditional
+        text = _as_cut_string(text, limit)
     return text
+
+
+def _as_cut_string(text: str, limit: int) -> str:
+    """``text`` cut into a JSON string marker that fits, however much escaping inflates it."""
+    keep = limit
+    while True:
+        out = _one_line(_encode(_cut_string(text, keep)))
+        if len(out) <= limit + MAX_OVERSHOOT or keep == 0:
+            return out
+        keep = min(keep - 1, keep * limit // len(out))
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (not encodable as UTF-8) become visible ``\\udc80`` escapes."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def _encoded_size(text: str) -> int:
+    """Length of the JSON of a clean string, as it ends up after :func:`_one_line`."""
+    return len(_one_line(_encode(text)))
 
 
 def cut_text(text: str, limit: int) -> str:
@@ -169,20 +197,21 @@ class _Cutter:
     def string(self, text: str) -> str:
         room = self.limit - self.used
         if len(text) + 2 <= room:
-            size = len(_encode(text))
+            clean = _clean(text)
+            size = _encoded_size(clean)
             if size <= room:
                 self.used += size
-                return text
+                return clean
         # Escapes (\n, \", \u0001) can make the encoded text up to 6x longer: shrink until it fits.
         keep = min(len(text), max(0, room - 2))
         while True:
-            head = text[:keep]
-            size = len(_encode(head))
+            head = _clean(text[:keep])
+            size = _encoded_size(head)
             if size <= max(room, 2) or keep == 0:
                 break
             keep = max(0, min(keep - 1, keep * max(room - 2, 0) // max(size - 2, 1)))
-        cut = _cut_string(text, keep)
-        self.used += len(_encode(cut))
+        cut = head + f"…[truncated {len(text) - keep} chars]"
+        self.used += _encoded_size(cut)
         return cut
 
     def number(self, value: int | float) -> int | float | str:
@@ -248,18 +277,31 @@ class _Cutter:
     # Runs of elements go through json's C encoder in chunks while they fit whole, so a long
     # list of plain values costs C speed; only the elements near the cut (and values the
     # encoder refuses, or that may hold a secret key) are walked one by one.
-    def fits_whole(self, part: list[Any] | dict[str, Any], first: bool) -> bool:
+    def fits_whole(self, part: list[Any] | dict[str, Any], first: bool) -> int:
+        """Take ``part`` whole if it encodes and fits: 0. Else the size it would need (-1: not encodable)."""
         if _obviously_big(part, self.limit - self.used):
-            return False
+            return -1
         try:
             text = _encode(part)
         except _FAST_FAILURES:
-            return False
+            return -1
+        if not text.isascii():
+            if _clean(text) is not text:  # lone surrogates: cleaned one string at a time instead
+                return -1
+            text = _one_line(text)
         size = len(text) - 2 + (0 if first else 1)  # without the brackets, with a leading comma
-        if self.used + size > self.limit or (self.redactor is not None and self.redactor.may_match(text)):
-            return False
+        if self.redactor is not None and self.redactor.may_match(text):
+            return -1
+        if self.used + size > self.limit:
+            return size
         self.used += size
-        return True
+        return 0
+
+    def next_chunk(self, chunk: int, taken: int, needed: int) -> int:
+        if needed < 0:  # refused by the encoder (or may hold a secret): narrow down to the culprit
+            return chunk // 2
+        # Too long: guess how many of these elements fit in the room left.
+        return min(taken - 1, taken * max(0, self.limit - self.used) // max(needed, 1))
 
     def sequence(self, items: Any, total: int, depth: int) -> list[Any]:
         values = items if isinstance(items, (list, tuple)) else list(items)
@@ -269,12 +311,15 @@ class _Cutter:
         while index < len(values) and not self.cut:
             if chunk > 1:
                 part = list(values[index : index + chunk])
-                if self.fits_whole(part, first=not index):
+                needed = self.fits_whole(part, first=not index)
+                if needed == 0:
                     out.extend(part)
                     index += len(part)
                     chunk = min(chunk * 2, _MAX_CHUNK)
                     continue
-                chunk //= 2
+                chunk = self.next_chunk(chunk, len(part), needed)
+                if chunk > 1:
+                    continue
             if index:
                 self.used += 1  # ,
             if self.used >= self.limit:
@@ -298,25 +343,31 @@ class _Cutter:
                 if not pending:
                     break
             if chunk > 1 and len(pending) > 1:
-                part = dict(pending)
+                head = pending[:chunk]
+                part = dict(head)
                 if (
-                    len(part) == len(pending)
+                    len(part) == len(head)
                     and all(type(key) is str for key in part)
                     and out.keys().isdisjoint(part)
                     and not (self.redactor is not None and any(self.redactor.is_secret(key) for key in part))
-                    and self.fits_whole(part, first=not index)
                 ):
-                    out.update(part)
-                    index += len(pending)
-                    pending = []
-                    chunk = min(chunk * 2, _MAX_CHUNK)
-                    continue
-                chunk //= 2
+                    needed = self.fits_whole(part, first=not index)
+                    if needed == 0:
+                        out.update(part)
+                        index += len(head)
+                        del pending[: len(head)]
+                        chunk = min(chunk * 2, _MAX_CHUNK)
+                        continue
+                    chunk = self.next_chunk(chunk, len(head), needed)
+                    if chunk > 1:
+                        continue
+                else:
+                    chunk //= 2
             key, item = pending.pop(0)
             if index:
                 self.used += 1  # ,
-            name = _key(key)
-            key_size = len(_encode(name)) + 1  # "key":
+            name = _clean(_key(key))
+            key_size = _encoded_size(name) + 1  # "key":
             if self.used + key_size >= self.limit:
                 self.cut = True
                 self.used += len(_encode(DICT_MARKER_KEY)) + 1

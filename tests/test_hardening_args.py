@@ -153,7 +153,7 @@ _leaves = (
     st.none()
     | st.booleans()
     | st.integers()
-    | st.integers(min_value=10**4400, max_value=10**4500)
+    | st.integers(min_value=2**63 - 2, max_value=2**200)  # past OTLP's int64 (10**5000 is in HOSTILE)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(alphabet=st.characters(exclude_categories=()))
     | st.binary()
@@ -161,8 +161,7 @@ _leaves = (
     | st.decimals(allow_nan=True)
     | st.sets(st.integers(), max_size=5)
     | st.builds(Opaque, st.integers())
-    | st.builds(BadRepr)
-)
+)  # no BadRepr here: Hypothesis needs repr() to report an example (BadRepr is in HOSTILE)
 _keys = st.text(alphabet=st.characters(exclude_categories=())) | st.integers() | st.none() | st.just("password")
 values = st.recursive(
     _leaves,
