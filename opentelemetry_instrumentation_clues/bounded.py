@@ -71,18 +71,20 @@ _FAST_FAILURES = (Exception,)
 
 def bounded_json(value: Any, limit: int, redactor: Redactor | None = None) -> str:
     """JSON text of ``value``: valid, single line, at most ``limit + MAX_OVERSHOOT`` chars; never raises."""
+    whole_size = 0  # JSON length of the whole value, when json could encode it
     if not _obviously_big(value, limit):
         try:
             text = _encode(value)
         except _FAST_FAILURES:
             pass
         else:
+            whole_size = len(text)
             if len(text) <= limit and not (redactor and redactor.may_match(text)):
                 text = _one_line(text)
                 if len(text) <= limit + MAX_OVERSHOOT:
                     return text
     try:
-        text = _encode(_Cutter(limit, redactor).plain(value, 0))
+        text = _encode(_Cutter(limit, redactor, whole_size).plain(value, 0))
     except Exception:  # belt and braces: the walk only builds str, int, float, bool, None, list, dict
         text = _encode(f"<unrepresentable {_type_name(value)}>")
     text = _one_line(text)
@@ -186,8 +188,9 @@ def _safe_repr(value: Any, limit: int) -> str:
 class _Cutter:
     """Converts a value to plain JSON types, counting the encoded length as it goes."""
 
-    def __init__(self, limit: int, redactor: Redactor | None) -> None:
+    def __init__(self, limit: int, redactor: Redactor | None, whole_size: int = 0) -> None:
         self.limit = limit
+        self.whole_size = whole_size  # known JSON length of the top value (0: unknown)
         self.used = 0  # exact length of the compact JSON emitted so far
         self.cut = False  # a marker was emitted: enclosing containers stop without another one
         self.redactor = redactor if redactor else None
@@ -308,6 +311,8 @@ class _Cutter:
         out: list[Any] = []
         self.used += 2  # []
         index, chunk = 0, _FIRST_CHUNK
+        if depth == 0 and self.whole_size > self.limit:  # known too long: start with what may fit
+            chunk = len(values) * self.limit // self.whole_size
         while index < len(values) and not self.cut:
             if chunk > 1:
                 part = list(values[index : index + chunk])
