@@ -35,7 +35,19 @@ and the producer likewise (``opentelemetry-instrument python app.py``). In code:
   joins the enqueuing trace) or ``"none"``. Env: ``OTEL_PYTHON_CLUES_PROPAGATION``.
 * ``capture_args`` (default true; env ``OTEL_PYTHON_CLUES_CAPTURE_ARGS``) and
   ``max_value_length`` (default 2048; env ``OTEL_PYTHON_CLUES_MAX_VALUE_LENGTH``):
-  whether and how much of a job's arguments go into events.
+  whether and how much of a job's arguments go into events. Values are cut structurally: the JSON
+  stays valid, with a marker where it was cut.
+* ``redact_kwargs`` (env ``OTEL_PYTHON_CLUES_REDACT_KWARGS``, comma-separated; default password,
+  passwd, token, secret, api_key, apikey, authorization, auth, credentials, private_key): values
+  under matching keys — kwargs and dict keys nested anywhere in args/kwargs — become
+  ``"[REDACTED]"``. Case and ``_ - .`` are ignored; patterns shorter than 5 chars must be a whole
+  word. A list replaces the default; ``[]`` / ``none`` turns redaction off.
+* ``args_sanitizer`` (env ``OTEL_PYTHON_CLUES_ARGS_SANITIZER=package.module:function``):
+  ``sanitizer(func_name, args, kwargs) -> (args, kwargs)``, applied before redaction, once per job
+  and process; if it raises, the arguments are withheld and the error is logged once.
+* ``event_publisher``, ``event_marshaller``, ``item_preprocessor`` (env
+  ``OTEL_PYTHON_CLUES_PUBLISHER``, ``…_EVENT_MARSHALLER``, ``…_ITEM_PREPROCESSOR``): the seed's
+  JSON-line output, e.g. ``instrument(event_publisher=LogPublisher("/var/log/rq-clues.log"))``.
 * ``flush_timeout_millis`` (default 2000; env
   ``OTEL_PYTHON_CLUES_FLUSH_TIMEOUT_MILLIS``): how long a forked work horse may
   spend flushing its telemetry before it exits.

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
+
+from .redaction import DEFAULT_REDACT_KWARGS, ArgsSanitizer, ArgumentPolicy, Redactor
 
 
 class Propagation(str, Enum):
@@ -36,6 +41,15 @@ class CluesConfig:
     max_value_length: int = 2048
     flush_timeout_millis: int = 2000
     preprocessor_timeout_millis: int = 1000
+    # Keys whose values become "[REDACTED]" in args/kwargs (see redaction.py); empty: no redaction.
+    redact_kwargs: tuple[str, ...] = DEFAULT_REDACT_KWARGS
+    # (func_name, args, kwargs) -> (args, kwargs), applied before redaction.
+    args_sanitizer: ArgsSanitizer | None = field(default=None, compare=False)
+
+    @cached_property
+    def arguments(self) -> ArgumentPolicy:
+        """How a job's arguments are made safe before they go on events (built once)."""
+        return ArgumentPolicy(sanitizer=self.args_sanitizer, redactor=Redactor(self.redact_kwargs))
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CluesConfig:
@@ -53,6 +67,11 @@ class CluesConfig:
             choices = ", ".join(p.value for p in Propagation)
             raise ValueError(f"clues propagation must be one of {choices}, not {propagation!r}") from None
         capture = pick("capture_args", "CAPTURE_ARGS")
+        sanitizer = kwargs.get("args_sanitizer")
+        if sanitizer is None and _env("ARGS_SANITIZER"):
+            sanitizer = load_callable(str(_env("ARGS_SANITIZER")), ENV_PREFIX + "ARGS_SANITIZER")
+        if sanitizer is not None and not callable(sanitizer):
+            raise ValueError(f"clues args_sanitizer must be callable, not {type(sanitizer).__name__}")
         return cls(
             propagation=mode,
             capture_args=cls.capture_args if capture is None else _flag(capture),
@@ -63,6 +82,8 @@ class CluesConfig:
             flush_timeout_millis=_positive_int(
                 pick("flush_timeout_millis", "FLUSH_TIMEOUT_MILLIS"), cls.flush_timeout_millis
             ),
+            redact_kwargs=_key_list(pick("redact_kwargs", "REDACT_KWARGS"), cls.redact_kwargs),
+            args_sanitizer=sanitizer,
         )
 
 
@@ -76,3 +97,45 @@ def _positive_int(value: Any, default: int) -> int:
     if number <= 0:
         raise ValueError(f"clues setting must be a positive integer, not {value!r}")
     return number
+
+
+_NO_KEYS = ("none", "-")
+
+
+def _key_list(value: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``"a,b"`` or an iterable of names; ``""``/``[]``/``"none"`` mean none at all."""
+    if value is None:
+        return default
+    if isinstance(value, str):
+        if value.strip().lower() in _NO_KEYS:
+            return ()
+        names: Iterable[Any] = value.split(",")
+    elif isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+        names = value
+    else:
+        raise ValueError(
+            f"clues redact_kwargs must be a comma-separated string or a list of names, not {type(value).__name__}"
+        )
+    result = []
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"clues redact_kwargs entries must be strings, not {name!r}")
+        if name.strip():
+            result.append(name.strip())
+    return tuple(result)
+
+
+def load_callable(path: str, setting: str) -> Callable[..., Any]:
+    """``package.module:function`` (or ``:Class.method``); ValueError naming ``setting`` when it fails."""
+    module_name, _, attribute = path.strip().partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{setting} must look like package.module:function, not {path!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{setting}: cannot load {path!r} ({type(exc).__name__}: {exc})") from exc
+    if not callable(target):
+        raise ValueError(f"{setting}: {path!r} is not callable")
+    return target

@@ -121,6 +121,7 @@ class EnqueueHooks:
             clues.metadata,
             self.config.capture_args,
             self.config.max_value_length,
+            arguments=self.config.arguments,
         )
         with guarded("send span attributes"):
             span.set_attributes(facts.base_attributes)

@@ -7,7 +7,6 @@ lifecycle event; the legacy exporter reads them back into the seed's format.
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import socket
 import traceback
@@ -17,6 +16,10 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
+
+from .bounded import bounded_json as _bounded_json
+from .bounded import cut_text
+from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
 
 class EventType(str, Enum):
@@ -58,7 +61,7 @@ ERROR_TYPE = "error.type"
 METADATA_PREFIX = "clues.metadata."
 
 MESSAGING_SYSTEM_VALUE = "rq"  # not a registered semconv value; documented in docs/design.md
-TRUNCATION_MARKER = "…[truncated]"
+TRUNCATION_MARKER = "…[truncated"  # every cut value carries it: "…[truncated 123 chars]", "…[truncated 4 items]"
 
 _hostname = socket.gethostname()
 
@@ -67,43 +70,57 @@ def hostname() -> str:
     return _hostname
 
 
-def bounded_json(value: Any, limit: int) -> str:
-    """JSON text of ``value`` that never raises and is at most about ``limit`` chars."""
-    try:
-        text = json.dumps(value, default=_fallback, ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, TypeError, RecursionError):
-        text = json.dumps(_safe_repr(value), ensure_ascii=False)
-    if len(text) > limit:
-        text = text[:limit] + TRUNCATION_MARKER
-    return text
+def bounded_json(value: Any, limit: int, redactor: Redactor | None = None) -> str:
+    """Valid, single-line JSON text of ``value``, cut structurally to about ``limit`` chars.
+
+    See :mod:`.bounded`: at most ``limit + MAX_OVERSHOOT`` chars, never raises, and
+    keys that look secret are redacted when a ``redactor`` is given.
+    """
+    return _bounded_json(value, limit, redactor)
 
 
-def _fallback(value: Any) -> Any:
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    return _safe_repr(value)
-
-
-def _safe_repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<unrepresentable {type(value).__name__}>"
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def attribute_value(value: Any, limit: int) -> AttributeValue:
-    """An OTel attribute value for arbitrary user metadata."""
-    if isinstance(value, (bool, int, float)):
-        return value
+    """An OTel attribute value for arbitrary user metadata (exportable by OTLP)."""
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        if _INT64[0] <= value <= _INT64[1]:
+            return int(value)
+        return bounded_json(value, limit)  # OTLP ints are 64-bit
+    if isinstance(value, float):
+        return float(value)
     if isinstance(value, str):
-        return value if len(value) <= limit else value[:limit] + TRUNCATION_MARKER
+        return safe_text(cut_text(str.__str__(value), limit))
     return bounded_json(value, limit)
 
 
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8 (lone surrogates escaped), so OTLP can encode it."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def metadata_attributes(metadata: dict[str, Any], limit: int) -> dict[str, AttributeValue]:
-    return {METADATA_PREFIX + str(key): attribute_value(value, limit) for key, value in metadata.items()}
+    attributes: dict[str, AttributeValue] = {}
+    for key, value in metadata.items():
+        name = key if isinstance(key, str) else _safe_key(key)
+        attributes[METADATA_PREFIX + safe_text(cut_text(name, 256))] = attribute_value(value, limit)
+    return attributes
+
+
+def _safe_key(key: Any) -> str:
+    try:
+        return str(key)
+    except Exception:
+        return f"<unprintable {type(key).__name__}>"
 
 
 @dataclass(frozen=True)
@@ -118,9 +135,18 @@ class Failure:
     ) -> Failure:
         return cls(
             type=exc_type.__qualname__,
-            message=_safe_str(exc),
-            stacktrace="".join(traceback.format_exception(exc_type, exc, tb)),
+            message=safe_text(_safe_str(exc)),
+            stacktrace=safe_text(_format_traceback(exc_type, exc, tb)),
         )
+
+
+def _format_traceback(
+    exc_type: builtins.type[BaseException], exc: BaseException | None, tb: TracebackType | None
+) -> str:
+    try:
+        return "".join(traceback.format_exception(exc_type, exc, tb))
+    except Exception:  # an exception whose __str__ raises is printed by traceback; be safe anyway
+        return f"{exc_type.__qualname__}: <traceback unavailable>"
 
 
 def _safe_str(exc: BaseException | None) -> str:
@@ -152,7 +178,14 @@ class JobFacts:
         metadata: dict[str, Any],
         capture_args: bool,
         limit: int,
+        arguments: ArgumentPolicy = DEFAULT_POLICY,
     ) -> JobFacts:
+        """Everything per job and process, so each event costs no argument conversion.
+
+        With ``capture_args``, the arguments go through ``arguments`` (the user's
+        sanitizer, then redaction of secret-looking keys) and are converted to
+        bounded JSON once, here.
+        """
         worker_class = _func_name(job)
         attributes: dict[str, AttributeValue] = {
             EVENT_HASH: event_hash,
@@ -164,8 +197,9 @@ class JobFacts:
         }
         if capture_args:
             args, kwargs = _job_arguments(job)
-            attributes[ARGS] = bounded_json(args, limit)
-            attributes[KWARGS] = bounded_json(kwargs, limit)
+            args, kwargs = arguments.sanitized(worker_class, args, kwargs)
+            attributes[ARGS] = bounded_json(args, limit, arguments.redactor)
+            attributes[KWARGS] = bounded_json(kwargs, limit, arguments.redactor)
         attributes.update(metadata_attributes(metadata, limit))
         metric_attributes: dict[str, AttributeValue] = {
             MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,

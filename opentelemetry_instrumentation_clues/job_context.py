@@ -16,7 +16,8 @@ from .safety import errors
 
 META_KEY = "clues"
 FORMAT_VERSION = 1
-_EVENT_HASH = re.compile(r"^[0-9a-f]{32}$")
+_EVENT_HASH = re.compile(r"[0-9a-f]{32}")
+_WHERE = "reading job.meta['clues']"
 
 
 class ForeignCluesData(ValueError):
@@ -41,15 +42,29 @@ class JobClues:
 
 
 def read(job: Any) -> JobClues | None:
-    """The job's clues data, or None when it has none (or none we can trust)."""
-    meta = getattr(job, "meta", None)
-    if not isinstance(meta, dict) or META_KEY not in meta:
-        return None
+    """The job's clues data, or None when it has none (or none we can trust).
+
+    Never raises. Foreign data — ``job.meta`` that is not a dict or that rq could not
+    deserialise, ``meta['clues']`` of another shape or version — is reported once per
+    process (counted every time) and the job carries on as if it had none: it gets a
+    fresh event_hash.
+    """
     try:
+        meta = getattr(job, "meta", None)
+        if meta is None:
+            return None
+        if not isinstance(meta, dict):
+            raise ForeignCluesData(f"job.meta is a {type(meta).__name__}, not a dict")
+        if META_KEY not in meta:
+            if getattr(job, "_unreadable_meta", None) is not None:  # rq >= 2.x keeps what it could not load
+                raise ForeignCluesData("rq could not deserialise job.meta")
+            return None
         return _parse(meta[META_KEY])
     except ForeignCluesData as exc:
-        errors.record("reading job.meta['clues']", exc)
-        return None
+        errors.record(_WHERE, exc)
+    except Exception as exc:  # a dict subclass or a value that misbehaves when read
+        errors.record(_WHERE, ForeignCluesData(f"unreadable ({type(exc).__name__}: {exc})"))
+    return None
 
 
 def write(job: Any, clues: JobClues) -> None:
@@ -61,16 +76,36 @@ def write(job: Any, clues: JobClues) -> None:
 def _parse(raw: Any) -> JobClues:
     if not isinstance(raw, dict):
         raise ForeignCluesData(f"expected a dict, found {type(raw).__name__}")
+    version = raw.get("v", FORMAT_VERSION)  # data written before "v" existed is version 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ForeignCluesData(f"unknown format version {_short(version)}")
+    # A newer version keeps the version-1 keys, so it is read as far as it is understood.
     event_hash = raw.get("event_hash")
-    if not isinstance(event_hash, str) or not _EVENT_HASH.match(event_hash):
-        raise ForeignCluesData(f"event_hash is not 32 lowercase hex characters: {event_hash!r}")
+    if isinstance(event_hash, str):
+        event_hash = event_hash.lower()
+    if not isinstance(event_hash, str) or not _EVENT_HASH.fullmatch(event_hash):
+        raise ForeignCluesData(f"event_hash is not 32 hex characters: {_short(event_hash)}")
     carrier = raw.get("carrier") or {}
     if not isinstance(carrier, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in carrier.items()):
         raise ForeignCluesData("carrier is not a dict of strings")
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise ForeignCluesData("metadata is not a dict")
+        raise ForeignCluesData(f"metadata is a {type(metadata).__name__}, not a dict")
     attempt = raw.get("attempt", 0)
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
-        raise ForeignCluesData(f"attempt is not a non-negative int: {attempt!r}")
-    return JobClues(event_hash=event_hash, carrier=dict(carrier), metadata=dict(metadata), attempt=attempt)
+        raise ForeignCluesData(f"attempt is not a non-negative int: {_short(attempt)}")
+    return JobClues(
+        event_hash=event_hash,
+        carrier=dict(carrier),
+        metadata={key if isinstance(key, str) else str(key): value for key, value in metadata.items()},
+        attempt=int(attempt),
+    )
+
+
+def _short(value: Any) -> str:
+    """A repr for an error message: foreign data can be huge or refuse repr()."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= 80 else text[:80] + "…"

@@ -225,6 +225,7 @@ class WorkerHooks:
             clues.metadata,
             self.config.capture_args,
             self.config.max_value_length,
+            arguments=self.config.arguments,
         )
         span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
@@ -245,6 +246,7 @@ class WorkerHooks:
             clues.metadata,
             self.config.capture_args,
             self.config.max_value_length,
+            arguments=self.config.arguments,
         )
         span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)

@@ -1,0 +1,49 @@
+"""Job functions and hostile argument types for the hardening tests (importable by workers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def accept(*args: Any, **kwargs: Any) -> int:
+    """Takes anything, returns how many arguments it got."""
+    return len(args) + len(kwargs)
+
+
+class Opaque:
+    """A custom object json knows nothing about."""
+
+    def __init__(self, value: int = 1) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.value})"
+
+
+class BadRepr:
+    """Its __repr__ raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+class CountingRepr:
+    """Counts how often it is converted to text, in this process."""
+
+    calls = 0
+
+    def __repr__(self) -> str:
+        type(self).calls += 1
+        return "CountingRepr()"
+
+
+def sanitize_drop_everything(func_name: str, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """An args sanitizer for OTEL_PYTHON_CLUES_ARGS_SANITIZER."""
+    return [f"{len(args)} args hidden by {func_name}"], {}
+
+
+def sanitizer_that_raises(func_name: str, args: Any, kwargs: Any) -> Any:
+    raise KeyError("sanitizer bug")
+
+
+not_callable = 42
