@@ -103,7 +103,7 @@ def _as_cut_string(text: str, limit: int) -> str:
         keep = min(keep - 1, keep * limit // len(out))
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """Lone surrogates (not encodable as UTF-8) become visible ``\\udc80`` escapes."""
     if text.isascii():
         return text
@@ -200,7 +200,7 @@ class _Cutter:
     def string(self, text: str) -> str:
         room = self.limit - self.used
         if len(text) + 2 <= room:
-            clean = _clean(text)
+            clean = clean_text(text)
             size = _encoded_size(clean)
             if size <= room:
                 self.used += size
@@ -208,7 +208,7 @@ class _Cutter:
         # Escapes (\n, \", \u0001) can make the encoded text up to 6x longer: shrink until it fits.
         keep = min(len(text), max(0, room - 2))
         while True:
-            head = _clean(text[:keep])
+            head = clean_text(text[:keep])
             size = _encoded_size(head)
             if size <= max(room, 2) or keep == 0:
                 break
@@ -289,7 +289,7 @@ class _Cutter:
         except _FAST_FAILURES:
             return -1
         if not text.isascii():
-            if _clean(text) is not text:  # lone surrogates: cleaned one string at a time instead
+            if clean_text(text) is not text:  # lone surrogates: cleaned one string at a time instead
                 return -1
             text = _one_line(text)
         size = len(text) - 2 + (0 if first else 1)  # without the brackets, with a leading comma
@@ -371,7 +371,7 @@ class _Cutter:
             key, item = pending.pop(0)
             if index:
                 self.used += 1  # ,
-            name = _clean(_key(key))
+            name = clean_text(_key(key))
             key_size = _encoded_size(name) + 1  # "key":
             if self.used + key_size >= self.limit:
                 self.cut = True

@@ -19,7 +19,7 @@ from rq.job import JobStatus
 
 from . import job_context
 from .config import CluesConfig
-from .events import OPERATION_NAME, OPERATION_TYPE, EventType, JobFacts
+from .events import OPERATION_NAME, OPERATION_TYPE, EventType, JobFacts, facts_for
 from .job_context import JobClues
 from .job_trace import carrier_for, start_continued, start_first_send
 from .preprocessing import Preprocessing
@@ -113,16 +113,7 @@ class EnqueueHooks:
             )
         clues.carrier = carrier_for(span, mode)
         job_context.write(job, clues)
-        facts = JobFacts.build(
-            job,
-            queue.name,
-            clues.event_hash,
-            clues.attempt,
-            clues.metadata,
-            self.config.capture_args,
-            self.config.max_value_length,
-            arguments=self.config.arguments,
-        )
+        facts = facts_for(job, queue.name, clues, self.config)
         with guarded("send span attributes"):
             span.set_attributes(facts.base_attributes)
         return _Send(span, facts, event_type)

@@ -13,12 +13,16 @@ import traceback
 from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.util.types import AttributeValue
 
+if TYPE_CHECKING:
+    from .config import CluesConfig
+    from .job_context import JobClues
+
 from .bounded import bounded_json as _bounded_json
-from .bounded import cut_text
+from .bounded import clean_text, cut_text
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
 
@@ -99,13 +103,7 @@ def attribute_value(value: Any, limit: int) -> AttributeValue:
 
 def safe_text(text: str) -> str:
     """``text`` as valid UTF-8 (lone surrogates escaped), so OTLP can encode it."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return clean_text(text)
 
 
 def metadata_attributes(metadata: dict[str, Any], limit: int) -> dict[str, AttributeValue]:
@@ -247,3 +245,17 @@ def _job_arguments(job: Any) -> tuple[Any, Any]:
         return list(job.args), dict(job.kwargs)
     except Exception:
         return ["<arguments could not be deserialised>"], {}
+
+
+def facts_for(job: Any, queue_name: str, clues: JobClues, config: CluesConfig) -> JobFacts:
+    """The job's facts for its events in this process, as the settings say."""
+    return JobFacts.build(
+        job,
+        queue_name,
+        clues.event_hash,
+        clues.attempt,
+        clues.metadata,
+        config.capture_args,
+        config.max_value_length,
+        arguments=config.arguments,
+    )

@@ -20,7 +20,15 @@ from opentelemetry.util.types import AttributeValue
 from . import attempts, job_context, spawn_handoff
 from .attempts import Attempt
 from .config import CluesConfig
-from .events import OPERATION_NAME, OPERATION_TYPE, WILL_RETRY, EventType, Failure, JobFacts, metadata_attributes
+from .events import (
+    OPERATION_NAME,
+    OPERATION_TYPE,
+    WILL_RETRY,
+    EventType,
+    Failure,
+    facts_for,
+    metadata_attributes,
+)
 from .failures import current_failure, job_should_retry, retry_failure, returned_retry_will_run
 from .flush import FlushBudget, flush_all
 from .job_context import JobClues
@@ -217,16 +225,7 @@ class WorkerHooks:
             clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode))
         clues.attempt += 1
         job_context.write(job, clues)
-        facts = JobFacts.build(
-            job,
-            queue_name,
-            clues.event_hash,
-            clues.attempt,
-            clues.metadata,
-            self.config.capture_args,
-            self.config.max_value_length,
-            arguments=self.config.arguments,
-        )
+        facts = facts_for(job, queue_name, clues, self.config)
         span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
 
@@ -238,16 +237,7 @@ class WorkerHooks:
         clues = job_context.read(job) or JobClues(event_hash=handoff.event_hash)
         clues.event_hash, clues.attempt = handoff.event_hash, handoff.attempt
         job_context.write(job, clues)
-        facts = JobFacts.build(
-            job,
-            queue_name,
-            clues.event_hash,
-            clues.attempt,
-            clues.metadata,
-            self.config.capture_args,
-            self.config.max_value_length,
-            arguments=self.config.arguments,
-        )
+        facts = facts_for(job, queue_name, clues, self.config)
         span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)
 
