@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Queue
@@ -24,14 +25,15 @@ def enqueue_mix(redis_url: str, queue: str, env: dict[str, str], s: int, f: int,
     run(instrumented(sys.executable, "-m", "tests.enqueue_mix", redis_url, queue, str(s), str(f), str(r)), env)
 
 
-def test_three_hundred_jobs_counted_exactly_at_an_otlp_receiver(redis_url):
+@pytest.mark.parametrize("worker_flags", [[], ["-w", "rq.worker.SimpleWorker"]], ids=["Worker", "SimpleWorker"])
+def test_three_hundred_jobs_counted_exactly_at_an_otlp_receiver(redis_url, worker_flags):
     with otlp_receiver() as receiver:
         metrics_env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
         # Distinct services: processes reporting the same cumulative series must be told apart.
         producer_env = env_with({**receiver.otel_env("metered-producer"), **metrics_env})
         worker_env = env_with({**receiver.otel_env("metered-worker"), **metrics_env})
         enqueue_mix(redis_url, "metered", producer_env, SUCCESSES, FAILURES, RETRIED)
-        run(instrumented(*rq_worker_cmd(redis_url, "metered")), worker_env)
+        run(instrumented(*rq_worker_cmd(redis_url, "metered", *worker_flags)), worker_env)
 
         def complete(received) -> bool:
             points = from_otlp(received.metric_requests)
