@@ -98,7 +98,13 @@ class WorkerHooks:
         if attempt is not None:
             with guarded("opening the work horse pipe"):
                 attempt.pipe = HorsePipe()
-        result = wrapped(*args, **kwargs)  # only the parent returns here
+        try:
+            result = wrapped(*args, **kwargs)  # only the parent returns here
+        except BaseException:
+            if attempt is not None and attempt.pipe is not None:  # no horse: nothing will use it
+                attempt.pipe.close()
+                attempt.pipe = None
+            raise
         if attempt is not None and attempt.pipe is not None:
             attempt.pipe.parent_side()
         return result
