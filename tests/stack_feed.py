@@ -33,7 +33,8 @@ def one_round(default: Queue, slow: Queue, i: int) -> None:
     default.enqueue("tests.jobs.fail", "planned")
     default.enqueue("tests.jobs.fail", "again", retry=Retry(max=2))
     default.enqueue_in(timedelta(seconds=1), "tests.jobs.add", i, 100)
-    slow.enqueue("tests.jobs.sleep", SLOW_SECONDS)
+    sleeper = slow.enqueue("tests.jobs.sleep", SLOW_SECONDS)
+    default.enqueue("tests.jobs.add", i, 200, depends_on=sleeper)  # deferred until the sleeper is done
     for n in range(2):
         slow.enqueue("tests.jobs.add", i, n)  # waits >= SLOW_SECONDS behind the sleeper
 
