@@ -23,7 +23,7 @@ from oteltest.sink.handler import RequestHandler
 from tests.otlp_receiver import free_port
 from tests.processes import env_with, instrumented, rq_worker_cmd, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 WORKERS = 4
 JOBS_PER_WORKER = int(os.environ.get("CLUES_LOAD_JOBS_PER_WORKER", "25000"))
