@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 
 import pytest
+import rq
 from redis import Redis
 from rq import Queue
 from rq.command import send_stop_job_command
@@ -94,10 +95,15 @@ def test_stopped_job_is_failed_by_the_worker_and_its_callback_is_in_the_trace(re
     assert process.status_code == 2
 
 
+# rq < 2.7's SpawnWorker cannot start a horse with redis-py 8 (its child source embeds the
+# connection kwargs unquoted: a SyntaxError in plain rq too), so it is tested from 2.7 on.
+SPAWN_WORKS = tuple(int(p) for p in rq.__version__.split(".")[:2]) >= (2, 7)
+
+
 @pytest.mark.parametrize(
     "flags",
     [
-        pytest.param(["-w", "rq.worker.SpawnWorker"], id="SpawnWorker"),
+        *([pytest.param(["-w", "rq.worker.SpawnWorker"], id="SpawnWorker")] if SPAWN_WORKS else []),
         pytest.param(
             ["-w", "tests.custom_classes.AuditedWorker", "-j", "tests.custom_classes.AuditedJob",
              "--queue-class", "tests.custom_classes.AuditedQueue"],
