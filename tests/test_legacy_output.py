@@ -24,19 +24,9 @@ from opentelemetry_instrumentation_clues import (
 from opentelemetry_instrumentation_clues.legacy_wiring import publisher_from_spec
 from opentelemetry_instrumentation_clues.publishers import CompositePublisher, StandardOutPublisher, UdpPublisher
 from tests import jobs
+from tests.test_marshaller import SEED_EVENT
 
-SEED_EXAMPLE = {
-    "event_type": "dequeued",
-    "timestamp": "2013-06-04T20:59:58Z",
-    "queue": "test_queue",
-    "metadata": {
-        "event_hash": "0695f49c5e70fc18da91961113e1769a",
-        "hostname": "Lances-MacBook-Air.local",
-        "process": 30731,
-    },
-    "worker_class": "TestWorker",
-    "args": [1, 2],
-}
+SEED_EXAMPLE = SEED_EVENT  # the seed README's example event
 SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
 
 
