@@ -16,7 +16,6 @@ a private LoggerProvider for it, so the one-liner works with no other set-up.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from opentelemetry._logs import get_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from .config import ENV_PREFIX
+from .config import ENV_PREFIX, load_callable
 from .fork_safety import run_bounded
 from .legacy_exporter import LegacyJsonLineExporter
 from .marshaller import json_marshaller
@@ -67,18 +66,6 @@ def _one_publisher(spec: str) -> EventPublisher:
     raise ValueError(
         f"unknown clues publisher {spec!r}: use stdout, file:///path/to/file, tcp://host:port or udp://host:port"
     )
-
-
-def load_callable(path: str, setting: str) -> Callable[..., Any]:
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"{setting} must look like package.module:function, not {path!r}")
-    target = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise ValueError(f"{setting}: {path!r} is not callable")
-    return target
 
 
 @dataclass
