@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -47,3 +49,21 @@ def sanitizer_that_raises(func_name: str, args: Any, kwargs: Any) -> Any:
 
 
 not_callable = 42
+
+
+@contextmanager
+def clues_with_log_file(captured: Any, path: Any, **instrument_kwargs: Any) -> Iterator[None]:
+    """Instrument with the in-memory providers plus a LogPublisher(path); uninstrument (flushing) after."""
+    from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher
+
+    instrumentor = CluesInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=captured.tracer_provider,
+        logger_provider=captured.logger_provider,
+        event_publisher=LogPublisher(path),
+        **instrument_kwargs,
+    )
+    try:
+        yield
+    finally:
+        instrumentor.uninstrument()  # flushes the legacy lines, a work horse's included

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from rq import Queue, SimpleWorker, Worker
 
-from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher
 from opentelemetry_instrumentation_clues import job_context as jc
 from opentelemetry_instrumentation_clues.safety import errors
 from tests import jobs
+from tests.hardening_jobs import clues_with_log_file
 
 VALID_HASH = "0123456789abcdef0123456789abcdef"
 WHERE = "reading job.meta['clues']"
@@ -90,19 +90,11 @@ def test_read_accepts_data_from_before_the_version_field_and_from_newer_versions
 
 def run_corrupted(redis_conn, captured, tmp_path, raw_meta: bytes, worker_class: type) -> tuple[Any, list[dict]]:
     path = tmp_path / "clues.log"
-    instrumentor = CluesInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=captured.tracer_provider,
-        logger_provider=captured.logger_provider,
-        event_publisher=LogPublisher(path),
-    )
-    try:
+    with clues_with_log_file(captured, path):
         queue = Queue("foreign", connection=redis_conn)
         job = queue.enqueue(jobs.add, 2, 3)
         corrupt(redis_conn, job, raw_meta)
         worker_class([queue], connection=redis_conn).work(burst=True)
-    finally:
-        instrumentor.uninstrument()  # flushes the legacy lines, the work horse's included
     return job, [json.loads(line) for line in path.read_text().splitlines()]
 
 

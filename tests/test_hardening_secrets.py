@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from rq import Queue, SimpleWorker
 
-from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher
 from opentelemetry_instrumentation_clues.config import CluesConfig
 from opentelemetry_instrumentation_clues.events import ARGS, KWARGS, JobFacts
 from opentelemetry_instrumentation_clues.redaction import (
@@ -21,6 +20,7 @@ from opentelemetry_instrumentation_clues.redaction import (
 )
 from opentelemetry_instrumentation_clues.safety import errors
 from tests import hardening_jobs
+from tests.hardening_jobs import clues_with_log_file
 
 SENTINEL = "hunter2-sentinel"
 SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
@@ -227,14 +227,7 @@ def everything_published(captured, path: Path) -> str:
 
 
 def run_secret_job(redis_conn, captured, path: Path, **instrument_kwargs: Any) -> list[dict]:
-    instrumentor = CluesInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=captured.tracer_provider,
-        logger_provider=captured.logger_provider,
-        event_publisher=LogPublisher(path),
-        **instrument_kwargs,
-    )
-    try:
+    with clues_with_log_file(captured, path, **instrument_kwargs):
         queue = Queue("secrets", connection=redis_conn)
         job = queue.enqueue(
             hardening_jobs.accept,
@@ -243,8 +236,6 @@ def run_secret_job(redis_conn, captured, path: Path, **instrument_kwargs: Any) -
             description="secret job",  # rq's own description would show the arguments in rq's logs
         )
         SimpleWorker([queue], connection=redis_conn).work(burst=True)
-    finally:
-        instrumentor.uninstrument()
     assert job.get_status(refresh=True) == "finished"
     assert captured.event_types() == SUCCESS
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

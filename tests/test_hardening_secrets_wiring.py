@@ -13,24 +13,18 @@ from typing import Any
 
 from rq import Queue, SimpleWorker
 
-from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher
+from opentelemetry_instrumentation_clues import CluesInstrumentor
 from opentelemetry_instrumentation_clues.events import ARGS, KWARGS
 from opentelemetry_instrumentation_clues.redaction import REDACTED, SANITIZER_FAILED
 from tests import hardening_jobs
+from tests.hardening_jobs import clues_with_log_file
 
 SENTINEL = "hunter2-sentinel"
 SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
 
 
 def run_jobs(redis_conn, captured, path: Path, count: int = 1, **instrument_kwargs: Any) -> list[dict]:
-    instrumentor = CluesInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=captured.tracer_provider,
-        logger_provider=captured.logger_provider,
-        event_publisher=LogPublisher(path),
-        **instrument_kwargs,
-    )
-    try:
+    with clues_with_log_file(captured, path, **instrument_kwargs):
         queue = Queue("secrets", connection=redis_conn)
         queued = [
             queue.enqueue(
@@ -42,8 +36,6 @@ def run_jobs(redis_conn, captured, path: Path, count: int = 1, **instrument_kwar
             for _ in range(count)
         ]
         SimpleWorker([queue], connection=redis_conn).work(burst=True)
-    finally:
-        instrumentor.uninstrument()
     assert all(job.get_status(refresh=True) == "finished" for job in queued)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
