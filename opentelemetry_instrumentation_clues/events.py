@@ -206,7 +206,7 @@ class JobFacts:
         }
         return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes, metric_attributes)
 
-    def event_attributes(
+    def own_attributes(
         self,
         event_type: EventType,
         *,
@@ -216,8 +216,11 @@ class JobFacts:
         failure: Failure | None = None,
         extra: dict[str, AttributeValue] | None = None,
     ) -> dict[str, AttributeValue]:
-        attributes = dict(self.base_attributes)
-        attributes[EVENT_TYPE] = event_type.value
+        """What one event adds to the job's attributes: type, where, its timings and failure.
+
+        The span event carries only these (its span has the job's); the log record
+        carries both (``{**base_attributes, **own}``)."""
+        attributes: dict[str, AttributeValue] = {EVENT_TYPE: event_type.value}
         attributes[HOSTNAME] = _hostname
         attributes[PROCESS] = os.getpid() if pid is None else pid
         if time_in_queue is not None:

@@ -1,4 +1,8 @@
-"""Publishes lifecycle events: one span event and one OTel log record each."""
+"""Publishes lifecycle events: one span event and one OTel log record each.
+
+The log record is self-contained (every field of the event); the span event
+carries only what the event adds, since its span already has the job's fields.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ class Telemetry:
         failure: Failure | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        attributes = facts.event_attributes(
+        own = facts.own_attributes(
             event_type,
             pid=pid,
             time_in_queue=time_in_queue,
@@ -60,7 +64,8 @@ class Telemetry:
             extra=extra,
         )
         with guarded(f"{event_type.value} span event"):
-            span.add_event(event_type.value, attributes, timestamp=timestamp_ns)
+            # The span already holds the job's attributes: the event adds only its own.
+            span.add_event(event_type.value, own, timestamp=timestamp_ns)
         with guarded(f"{event_type.value} log record"):
             failed = event_type is EventType.FAILED
             self.logger.emit(
@@ -70,7 +75,7 @@ class Telemetry:
                 severity_number=SeverityNumber.ERROR if failed else SeverityNumber.INFO,
                 severity_text="ERROR" if failed else "INFO",
                 body=f"rq job {facts.job_id} {event_type.value} ({facts.worker_class} on {facts.queue})",
-                attributes=attributes,
+                attributes={**facts.base_attributes, **own},
                 event_name=event_type.event_name,
             )
 

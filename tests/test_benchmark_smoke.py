@@ -60,3 +60,34 @@ def test_quick_benchmark_prints_every_row(redis_url):
     assert "not available" not in clues, clues
     for target in TARGETS:
         assert any(target in line and re.search(r"\b(PASS|MISS)\b", line) for line in lines), target
+
+
+@pytest.mark.timeout(120)
+def test_sdk_floor_prints_the_budget_and_the_best_possible_ratio(redis_url):
+    command = [
+        sys.executable,
+        "benchmarks/sdk_floor.py",
+        "--jobs",
+        "50",
+        "--rounds",
+        "1",
+        "--redis-url",
+        redis_url,
+        "--db",
+        str(_db_of(redis_url)),
+    ]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env_with({}), capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    figures = {
+        line.split("  ", 1)[0]: float(re.search(r"(\d+\.\d+)", line.split("  ", 1)[1]).group(1))
+        for line in done.stdout.splitlines()
+        if not line.startswith("#") and "  " in line and not line.startswith("  ")
+    }
+    assert set(figures) == {
+        "plain enqueue",
+        "budget the target leaves (enqueue >= 0.90)",
+        "SDK calls DESIGN §3 asks for, alone",
+        "enqueue + those SDK calls, in one loop",
+        "best possible enqueue ratio",
+    }, done.stdout
+    assert 0 < figures["best possible enqueue ratio"] < 1.5, done.stdout

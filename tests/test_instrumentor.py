@@ -119,7 +119,7 @@ def test_an_exception_inside_clues_is_caught_logged_once_and_jobs_are_unaffected
     def broken(*args, **kwargs):
         raise RuntimeError("clues bug")
 
-    monkeypatch.setattr(events.JobFacts, "event_attributes", broken)
+    monkeypatch.setattr(events.JobFacts, "own_attributes", broken)
     queue = Queue("default", connection=redis_conn)
     ok = [queue.enqueue(jobs.add, i, i) for i in range(3)]
     failing = queue.enqueue(jobs.fail)
