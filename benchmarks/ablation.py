@@ -53,36 +53,6 @@ def no_fork_reset(spec: dict[str, Any]) -> None:
     fork_safety._provider_sources[:] = []
 
 
-def lean_span_events(spec: dict[str, Any]) -> None:
-    """Span events carry only what the span does not already have (the per-event attributes)."""
-    from opentelemetry_instrumentation_clues import telemetry
-
-    original = telemetry.Telemetry.publish
-
-    class _Facts:
-        def __init__(self, facts: Any) -> None:
-            self._facts = facts
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._facts, name)
-
-    def publish(self: Any, event_type: Any, facts: Any, span: Any, timestamp_ns: int, **kw: Any) -> None:
-        add_event = span.add_event
-        base = facts.base_attributes
-
-        def lean_add_event(name: str, attributes: Any = None, timestamp: Any = None) -> None:
-            add_event(name, {k: v for k, v in attributes.items() if k not in base}, timestamp=timestamp)
-
-        span.add_event = lean_add_event  # type: ignore[method-assign]
-        try:
-            original(self, event_type, facts, span, timestamp_ns, **kw)
-        finally:
-            del span.add_event
-
-    telemetry.Telemetry.publish = publish  # type: ignore[method-assign]
-    variants.clues_drop(spec)
-
-
 def no_log_records(spec: dict[str, Any]) -> None:
     """LOSSY: no OTel log records, span events only (prices the log record path)."""
     import gc
@@ -111,7 +81,6 @@ ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "clues-drop/flush-inline": flush_inline,
     "clues-drop/no-horse-flush": no_horse_flush,
     "clues-drop/no-fork-reset": no_fork_reset,
-    "clues-drop/lean-span-events": lean_span_events,
     "clues-drop/no-log-records": no_log_records,
     "clues-drop/span-only": span_only,
 }

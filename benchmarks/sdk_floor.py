@@ -119,13 +119,15 @@ def main() -> int:
     def spread(key: str) -> str:
         return f"[{min(timings[key]):.1f}-{max(timings[key]):.1f}]"
 
-    print(f"# python benchmarks/sdk_floor.py --jobs {opts.jobs} --rounds {opts.rounds}; medians of {opts.rounds} rounds")
+    command = f"python benchmarks/sdk_floor.py --jobs {opts.jobs} --rounds {opts.rounds}"
+    print(f"# {command}; medians of {opts.rounds} rounds")
     print(f"plain enqueue                               {plain_us:7.1f} us  {spread('plain')}")
     print(f"budget the target leaves (enqueue >= {TARGET:.2f})  {plain_us / TARGET - plain_us:7.1f} us")
     print(f"SDK calls DESIGN §3 asks for, alone         {alone_us:7.1f} us  {spread('alone')}")
     print(f"enqueue + those SDK calls, in one loop      {beside_us:7.1f} us  {spread('beside')}")
     print(f"  -> the SDK calls cost beside an enqueue   {beside_us - plain_us:7.1f} us")
-    print(f"best possible enqueue ratio                 {plain_us / beside_us:7.2f}  (SDK calls only, nothing of clues)")
+    best = plain_us / beside_us
+    print(f"best possible enqueue ratio                 {best:7.2f}  (SDK calls only, nothing of clues)")
     return 0
 
 
