@@ -36,7 +36,9 @@ and the producer likewise (``opentelemetry-instrument python app.py``). In code:
 * ``capture_args`` (default true; env ``OTEL_PYTHON_CLUES_CAPTURE_ARGS``) and
   ``max_value_length`` (default 2048; env ``OTEL_PYTHON_CLUES_MAX_VALUE_LENGTH``):
   whether and how much of a job's arguments go into events. Values are cut structurally: the JSON
-  stays valid, with a marker where it was cut.
+  stays valid, with a marker where it was cut. The same limit bounds ``exception.message``.
+* ``max_stacktrace_length`` (default 16384; env ``OTEL_PYTHON_CLUES_MAX_STACKTRACE_LENGTH``):
+  longest ``exception.stacktrace``; a longer one keeps both ends and drops the middle.
 * ``redact_kwargs`` (env ``OTEL_PYTHON_CLUES_REDACT_KWARGS``, comma-separated; default password,
   passwd, token, secret, api_key, apikey, authorization, auth, credentials, private_key): values
   under matching keys — kwargs and dict keys nested anywhere in args/kwargs — become

@@ -124,6 +124,18 @@ def cut_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else _cut_string(text, limit)
 
 
+def cut_middle(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` chars by dropping its middle, with a marker saying how many went.
+
+    For tracebacks: the outermost frames and the innermost ones with the exception line
+    are the informative ends."""
+    if len(text) <= limit:
+        return text
+    head = max(0, limit) // 2
+    tail = max(0, limit) - head
+    return f"{text[:head]}…[truncated {len(text) - head - tail} chars]…{text[len(text) - tail :]}"
+
+
 def _cut_string(text: str, keep: int) -> str:
     keep = max(0, keep)
     return text[:keep] + f"…[truncated {len(text) - keep} chars]"

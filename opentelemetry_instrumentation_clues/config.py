@@ -38,7 +38,8 @@ def _flag(value: Any) -> bool:
 class CluesConfig:
     propagation: Propagation = Propagation.LINK
     capture_args: bool = True
-    max_value_length: int = 2048
+    max_value_length: int = 2048  # args, kwargs, metadata values and exception messages
+    max_stacktrace_length: int = 16384  # exception.stacktrace keeps both ends, drops the middle
     flush_timeout_millis: int = 2000
     preprocessor_timeout_millis: int = 1000
     # Keys whose values become "[REDACTED]" in args/kwargs (see redaction.py); empty: no redaction.
@@ -76,6 +77,9 @@ class CluesConfig:
             propagation=mode,
             capture_args=cls.capture_args if capture is None else _flag(capture),
             max_value_length=_positive_int(pick("max_value_length", "MAX_VALUE_LENGTH"), cls.max_value_length),
+            max_stacktrace_length=_positive_int(
+                pick("max_stacktrace_length", "MAX_STACKTRACE_LENGTH"), cls.max_stacktrace_length
+            ),
             preprocessor_timeout_millis=_positive_int(
                 pick("preprocessor_timeout_millis", "PREPROCESSOR_TIMEOUT_MILLIS"), cls.preprocessor_timeout_millis
             ),

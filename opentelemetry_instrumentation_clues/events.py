@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .job_context import JobClues
 
 from .bounded import bounded_json as _bounded_json
-from .bounded import clean_text, cut_text
+from .bounded import clean_text, cut_middle, cut_text
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
 
@@ -165,6 +165,8 @@ class JobFacts:
     attempt: int
     base_attributes: dict[str, AttributeValue]
     metric_attributes: dict[str, AttributeValue]  # bounded cardinality: no ids, hashes or args
+    value_limit: int = 2048  # exception.message, like every user-supplied value
+    stacktrace_limit: int = 16384
 
     @classmethod
     def build(
@@ -177,6 +179,7 @@ class JobFacts:
         capture_args: bool,
         limit: int,
         arguments: ArgumentPolicy = DEFAULT_POLICY,
+        stacktrace_limit: int = 16384,
     ) -> JobFacts:
         """Everything per job and process, so each event costs no argument conversion.
 
@@ -204,7 +207,17 @@ class JobFacts:
             QUEUE: queue_name,
             WORKER_CLASS: worker_class,
         }
-        return cls(str(job.id), queue_name, worker_class, event_hash, attempt, attributes, metric_attributes)
+        return cls(
+            str(job.id),
+            queue_name,
+            worker_class,
+            event_hash,
+            attempt,
+            attributes,
+            metric_attributes,
+            value_limit=limit,
+            stacktrace_limit=stacktrace_limit,
+        )
 
     def own_attributes(
         self,
@@ -229,8 +242,9 @@ class JobFacts:
             attributes[TIME_TO_PERFORM] = max(0.0, time_to_perform)
         if failure is not None:
             attributes[EXCEPTION_TYPE] = failure.type
-            attributes[EXCEPTION_MESSAGE] = failure.message
-            attributes[EXCEPTION_STACKTRACE] = failure.stacktrace
+            # A job may raise with a message of any size: bounded like every user value.
+            attributes[EXCEPTION_MESSAGE] = cut_text(failure.message, self.value_limit)
+            attributes[EXCEPTION_STACKTRACE] = cut_middle(failure.stacktrace, self.stacktrace_limit)
         if extra:
             attributes.update(extra)
         return attributes
@@ -261,4 +275,5 @@ def facts_for(job: Any, queue_name: str, clues: JobClues, config: CluesConfig) -
         config.capture_args,
         config.max_value_length,
         arguments=config.arguments,
+        stacktrace_limit=config.max_stacktrace_length,
     )

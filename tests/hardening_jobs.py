@@ -67,3 +67,8 @@ def clues_with_log_file(captured: Any, path: Any, **instrument_kwargs: Any) -> I
         yield
     finally:
         instrumentor.uninstrument()  # flushes the legacy lines, a work horse's included
+
+
+def raise_huge(size: int) -> None:
+    """Fails with a message of ``size`` chars that ends in a recognisable tail."""
+    raise ValueError("x" * size + " THE END")
