@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.util.types import AttributeValue
 
 if TYPE_CHECKING:
-    from .config import CluesConfig
     from .job_context import JobClues
 
 from .bounded import bounded_json as _bounded_json
 from .bounded import clean_text, cut_middle, cut_text
+from .config import CluesConfig
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
 
@@ -165,8 +165,8 @@ class JobFacts:
     attempt: int
     base_attributes: dict[str, AttributeValue]
     metric_attributes: dict[str, AttributeValue]  # bounded cardinality: no ids, hashes or args
-    value_limit: int = 2048  # exception.message, like every user-supplied value
-    stacktrace_limit: int = 16384
+    value_limit: int = CluesConfig.max_value_length  # exception.message, like every user-supplied value
+    stacktrace_limit: int = CluesConfig.max_stacktrace_length
 
     @classmethod
     def build(
@@ -179,7 +179,7 @@ class JobFacts:
         capture_args: bool,
         limit: int,
         arguments: ArgumentPolicy = DEFAULT_POLICY,
-        stacktrace_limit: int = 16384,
+        stacktrace_limit: int = CluesConfig.max_stacktrace_length,
     ) -> JobFacts:
         """Everything per job and process, so each event costs no argument conversion.
 

@@ -26,34 +26,23 @@ def _db_of(url: str) -> int:
     return int(match.group(1))
 
 
+def run_benchmark(script: str, redis_url: str, *options: str, timeout: float) -> str:
+    """Run a script of benchmarks/ against the test's Redis db; its stdout (it must exit 0)."""
+    command = [sys.executable, f"benchmarks/{script}", "--redis-url", redis_url, "--db", str(_db_of(redis_url))]
+    done = subprocess.run(
+        [*command, *options], cwd=REPO_ROOT, env=env_with({}), capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 @pytest.mark.timeout(300)
 def test_quick_benchmark_prints_every_row(redis_url):
-    command = [
-        sys.executable,
-        "benchmarks/throughput.py",
-        "--quick",
-        "--rounds",
-        "1",
-        "--redis-url",
-        redis_url,
-        "--db",
-        str(_db_of(redis_url)),
-        "--jobs",
-        "20",
-        "--fork-jobs",
-        "3",
-        "--rss-jobs",
-        "40",
-        "--rss-warm",
-        "10",
-        "--timeout",
-        "120",
-    ]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env_with({}), capture_output=True, text=True, timeout=280)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    quick = ["--quick", "--rounds", "1", "--jobs", "20", "--fork-jobs", "3", "--rss-jobs", "40", "--rss-warm", "10"]
+    stdout = run_benchmark("throughput.py", redis_url, *quick, "--timeout", "120", timeout=280)
+    lines = stdout.splitlines()
     for row in ROWS:
-        assert any(line.startswith(row + " ") for line in lines), f"no row {row!r} in:\n{done.stdout}"
+        assert any(line.startswith(row + " ") for line in lines), f"no row {row!r} in:\n{stdout}"
     baseline = next(line for line in lines if line.startswith("plain-rq "))
     assert "not available" not in baseline and "/s" in baseline
     clues = next(line for line in lines if line.startswith("clues-drop "))
@@ -64,28 +53,15 @@ def test_quick_benchmark_prints_every_row(redis_url):
 
 @pytest.mark.timeout(120)
 def test_sdk_floor_prints_the_budgets_and_the_best_possible_ratios(redis_url):
-    command = [
-        sys.executable,
-        "benchmarks/sdk_floor.py",
-        "--jobs",
-        "50",
-        "--worker-jobs",
-        "20",
-        "--rounds",
-        "1",
-        "--redis-url",
-        redis_url,
-        "--db",
-        str(_db_of(redis_url)),
-    ]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env_with({}), capture_output=True, text=True, timeout=100)
-    assert done.returncode == 0, done.stderr
+    stdout = run_benchmark(
+        "sdk_floor.py", redis_url, "--jobs", "50", "--worker-jobs", "20", "--rounds", "1", timeout=100
+    )
     figures = {
         label.strip(): float(value.split()[0])
-        for label, value in (re.split(r"\s{2,}(?=-?\d)", line, maxsplit=1) for line in done.stdout.splitlines()[1:])
+        for label, value in (re.split(r"\s{2,}(?=-?\d)", line, maxsplit=1) for line in stdout.splitlines()[1:])
     }
     for what, target in (("enqueue", "0.90"), ("SimpleWorker", "0.95")):
-        assert figures[f"plain {what}"] > 0, done.stdout
-        assert figures[f"budget the target leaves ({what} >= {target})"] > 0, done.stdout
-        assert 0 < figures[f"best possible {what} ratio"] < 2, done.stdout
-    assert figures["SDK calls DESIGN §3 asks for, alone"] > 0, done.stdout
+        assert figures[f"plain {what}"] > 0, stdout
+        assert figures[f"budget the target leaves ({what} >= {target})"] > 0, stdout
+        assert 0 < figures[f"best possible {what} ratio"] < 2, stdout
+    assert figures["SDK calls DESIGN §3 asks for, alone"] > 0, stdout
