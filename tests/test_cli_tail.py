@@ -42,6 +42,9 @@ class TailProcess:
             env=cli_env(),
             cwd=REPO_ROOT,
             text=True,
+            # As from a terminal: a launcher that runs the suite in the background (a shell without
+            # job control) leaves SIGINT ignored, and Python then keeps it ignored: Ctrl-C does nothing.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.out: list[str] = []
         self.err: list[str] = []
