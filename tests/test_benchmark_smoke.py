@@ -63,5 +63,7 @@ def test_sdk_floor_prints_the_budgets_and_the_best_possible_ratios(redis_url):
     for what, target in (("enqueue", "0.90"), ("SimpleWorker", "0.95")):
         assert figures[f"plain {what}"] > 0, stdout
         assert figures[f"budget the target leaves ({what} >= {target})"] > 0, stdout
-        assert 0 < figures[f"best possible {what} ratio"] < 2, stdout
+        # A ratio of two timings: present and positive. Its size is for people to read (no timing
+        # bounds here: one stalled second in a 20-job round once made it 12).
+        assert figures[f"best possible {what} ratio"] > 0, stdout
     assert figures["SDK calls DESIGN §3 asks for, alone"] > 0, stdout
