@@ -75,7 +75,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.metrics import get_meter, get_meter_provider
 from wrapt import wrap_function_wrapper
 
-from . import fork_safety
+from . import fork_safety, worker_environ
 from .abandoned import AbandonedJobHooks
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
@@ -154,6 +154,7 @@ class CluesInstrumentor(BaseInstrumentor):
         ]
         self.config = config
         fork_safety.watch(providers)
+        worker_environ.install()
         self._providers = providers
         preprocessing = None
         if legacy.item_preprocessor is not None:
@@ -189,6 +190,7 @@ class CluesInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         fork_safety.watch([])
+        worker_environ.uninstall()
         legacy_output, self._legacy_output = self._legacy_output, None
         if legacy_output is not None:
             legacy_output.detach()

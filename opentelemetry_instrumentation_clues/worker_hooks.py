@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
-from . import attempts, job_context, spawn_handoff
+from . import attempts, job_context, spawn_handoff, worker_environ
 from .attempts import Attempt
 from .config import CluesConfig
 from .events import (
@@ -92,14 +92,16 @@ class WorkerHooks:
                 self.telemetry.measurements.leave_horse({"flushed": flushed})
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        """Open the pipe the horse sends its measurements through (forking Worker only)."""
+        """Open the pipe the horse sends its measurements through (forking Worker only), and
+        keep rq's per-job environment values out of the worker's C environment (see worker_environ)."""
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is not None:
             with guarded("opening the work horse pipe"):
                 attempt.pipe = HorsePipe()
         try:
-            result = wrapped(*args, **kwargs)  # only the parent returns here
+            with worker_environ.per_job_values_kept_in_python():
+                result = wrapped(*args, **kwargs)  # only the parent returns here
         except BaseException:
             if attempt is not None and attempt.pipe is not None:  # no horse: nothing will use it
                 attempt.pipe.close()

@@ -93,3 +93,13 @@ def sleep_noting_pid(seconds: float) -> float:
     job.save_meta()
     time.sleep(seconds)
     return seconds
+
+
+def c_environ_job_id() -> str | None:
+    """RQ_JOB_ID as C code and child programs see it in the work horse (not Python's copy)."""
+    import ctypes
+
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_char_p
+    value = getenv(b"RQ_JOB_ID")
+    return value.decode() if value is not None else None

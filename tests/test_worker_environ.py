@@ -1,0 +1,133 @@
+"""rq's per-job environment values don't pile up in an instrumented forking worker.
+
+rq's forking Worker runs ``os.environ['RQ_JOB_ID'] = job.id`` in the worker for every
+job, and glibc keeps every value ever set with ``setenv``. clues keeps those values in
+Python's ``os.environ`` only, in the worker; the horse still has them in its C
+environment (opentelemetry_instrumentation_clues/worker_environ.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from opentelemetry_instrumentation_clues import worker_environ
+from tests.otlp_receiver import otlp_receiver
+from tests.processes import env_with, instrumented, rq_worker_cmd, run
+
+JOBS = 1200
+EARLY = range(200, 501)  # jobs done at the samples each window takes its lowest reading from
+LATE = range(JOBS - 300, JOBS + 1)
+JOBS_BETWEEN = (LATE.start + LATE.stop) // 2 - (EARLY.start + EARLY.stop) // 2
+
+
+def c_getenv(name: str) -> str | None:
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_char_p
+    value = getenv(name.encode())
+    return value.decode() if value is not None else None
+
+
+@pytest.fixture
+def filter_installed() -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in ("RQ_JOB_ID", "CLUES_TEST_OTHER")}
+    worker_environ.install()
+    try:
+        yield
+    finally:
+        worker_environ.uninstall()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_while_forking_per_job_values_reach_only_pythons_environ(filter_installed):
+    os.environ["RQ_JOB_ID"] = "before"
+    with worker_environ.per_job_values_kept_in_python():
+        os.environ["RQ_JOB_ID"] = "inside"
+        os.environ["CLUES_TEST_OTHER"] = "any other name reaches C"
+
+    assert os.environ["RQ_JOB_ID"] == "inside"
+    assert c_getenv("RQ_JOB_ID") == "before"
+    assert c_getenv("CLUES_TEST_OTHER") == "any other name reaches C"
+    os.environ["RQ_JOB_ID"] = "after"
+    assert c_getenv("RQ_JOB_ID") == "after"
+
+
+def test_a_horse_forked_in_the_window_has_the_values_in_its_c_environment(filter_installed):
+    read_fd, write_fd = os.pipe()
+    with worker_environ.per_job_values_kept_in_python():
+        os.environ["RQ_JOB_ID"] = "for-the-horse"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write_fd, (c_getenv("RQ_JOB_ID") or "unset").encode())
+            finally:
+                os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    assert os.read(read_fd, 100) == b"for-the-horse"
+    os.close(read_fd)
+    assert c_getenv("RQ_JOB_ID") != "for-the-horse"
+
+
+def test_uninstall_gives_back_os_putenv():
+    original = os.putenv
+    worker_environ.install()
+    assert os.putenv is not original
+    worker_environ.uninstall()
+    assert os.putenv is original
+
+
+def heap_growth_per_job(samples_file: Path) -> float:
+    """C heap bytes in use gained per job, lowest reading late minus lowest early
+    (an export in flight holds its buffers for a moment)."""
+    samples = [tuple(map(int, line.split())) for line in samples_file.read_text().splitlines()]
+    early = min(size for done, size in samples if done in EARLY)
+    late = min(size for done, size in samples if done in LATE)
+    return (late - early) / JOBS_BETWEEN
+
+
+def run_probed_worker(
+    redis_url: str, queue: str, tmp_path: Path, extra_env: dict[str, str], *, instrument: bool
+) -> Path:
+    samples = tmp_path / f"{queue}.samples"
+    worker = rq_worker_cmd(redis_url, queue, "-w", "tests.malloc_probe.MallocProbeWorker")
+    env = env_with({**extra_env, "CLUES_TEST_MALLOC_SAMPLES": str(samples)})
+    run(instrumented(*worker) if instrument else worker, env, timeout=600)
+    return samples
+
+
+def enqueue(redis_url: str, queue: str) -> list[str]:
+    connection = Redis.from_url(redis_url)
+    jobs = Queue(queue, connection=connection)
+    return [jobs.enqueue("tests.jobs.c_environ_job_id").id for _ in range(JOBS)]
+
+
+@pytest.mark.timeout(900)
+def test_instrumented_forking_worker_keeps_no_job_ids_in_its_heap(redis_url, tmp_path):
+    # The control: plain rq's worker keeps every job id it has set with setenv.
+    enqueue(redis_url, "plain")
+    plain = heap_growth_per_job(run_probed_worker(redis_url, "plain", tmp_path, {}, instrument=False))
+    assert plain > 60, f"plain rq no longer grows per job ({plain:.1f} B/job): is worker_environ still needed?"
+
+    job_ids = enqueue(redis_url, "clues")
+    with otlp_receiver("http") as receiver:
+        samples = run_probed_worker(redis_url, "clues", tmp_path, receiver.otel_env("worker"), instrument=True)
+        receiver.wait_for(lambda r: len({s.trace_id for s in r.spans}) >= JOBS)  # it was instrumented
+    clues = heap_growth_per_job(samples)
+    assert clues < 16, f"the instrumented worker's C heap grew {clues:.1f} B/job (plain rq: {plain:.1f})"
+
+    # The job, in the horse, still sees its own id where C code and child programs look.
+    connection = Redis.from_url(redis_url)
+    jobs = Job.fetch_many(job_ids, connection=connection)
+    assert [job.return_value() if job else None for job in jobs] == job_ids
