@@ -1,4 +1,4 @@
-"""Keep a forked work horse off its parent's exporter connections.
+"""Keep a forked work horse off its parent's exporter connections and half-done imports.
 
 A forked child inherits the parent's OTLP/HTTP exporter with its connection
 pool, and with whatever locks the parent's export thread held at the instant of
@@ -6,16 +6,28 @@ pool, and with whatever locks the parent's export thread held at the instant of
 no thread will release, or interleave bytes on a shared socket. So in every
 forked child the HTTP exporters get a fresh session (same headers), and the
 horse's final flush is bounded in time whatever the exporter does.
+
+Imports are such a lock too. The exporters import lazily (requests imports
+``netrc`` on a session's first request): were the worker to fork while one of
+its export threads is inside such an import, the module would stay locked in
+the horse, owned by a thread that does not exist there, and the horse's own
+export would wait on it until the flush timeout cut it, losing the job's
+telemetry. So before a fork the forking thread waits, briefly, for other
+threads' imports to finish.
 """
 
 from __future__ import annotations
 
+import importlib._bootstrap as import_machinery
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .safety import guarded
+from .safety import errors, guarded
+
+IMPORT_WAIT_SECONDS = 1.0  # an import normally takes milliseconds; never hold a fork longer than this
 
 # Attributes that lead from an SDK provider to its exporters (opentelemetry-sdk 1.39+).
 _PATH_ATTRIBUTES = (
@@ -37,12 +49,46 @@ _registered = False
 
 
 def watch(providers: list[Callable[[], Any]]) -> None:
-    """Reset these providers' HTTP exporter sessions in every forked child."""
+    """Make every fork wait for other threads' imports, and reset these providers'
+    HTTP exporter sessions in every forked child; ``watch([])`` stops both."""
     global _registered
     _provider_sources[:] = providers
     if not _registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_reset_sessions_in_child)
+        os.register_at_fork(before=_before_fork, after_in_child=_reset_sessions_in_child)
         _registered = True
+
+
+def _before_fork() -> None:
+    if not _provider_sources:
+        return
+    with guarded("waiting for imports before a fork"):
+        if not let_other_threads_finish_imports(IMPORT_WAIT_SECONDS):
+            still = TimeoutError(f"another thread was still importing after {IMPORT_WAIT_SECONDS} s")
+            errors.record("waiting for imports before a fork", still)
+
+
+def let_other_threads_finish_imports(timeout_seconds: float) -> bool:
+    """Wait until no other thread holds a module's import lock; False if one still does at the timeout.
+
+    Costs one dictionary check when nothing is being imported, the usual case."""
+    locks = getattr(import_machinery, "_module_locks", None)  # name -> weakref to the lock; see importlib._bootstrap
+    if not locks:
+        return True
+    deadline = time.monotonic() + timeout_seconds
+    while _import_in_progress_elsewhere(locks):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)  # lets the importing thread run
+    return True
+
+
+def _import_in_progress_elsewhere(locks: dict[str, Any]) -> bool:
+    me = threading.get_ident()
+    for ref in list(locks.values()):
+        owner = getattr(ref(), "owner", None)  # a thread ident while held, None when free
+        if owner is not None and owner != me:
+            return True
+    return False
 
 
 def _reset_sessions_in_child() -> None:

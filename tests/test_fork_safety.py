@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import signal
+import sys
 import threading
 import time
 
@@ -85,3 +88,60 @@ def test_a_horse_flush_is_cut_by_an_alarm_without_a_thread():
     assert flushed is False and elapsed < 5
     assert threads_after == threads_before  # nothing left running: the main thread was interrupted
     assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+
+
+def _slow_module(directory, name: str, signal_fd: int, seconds: float) -> None:
+    """A module whose import tells the test it has begun (one byte on a pipe), then takes a while."""
+    (directory / f"{name}.py").write_text(
+        f"import os, time\nos.write({signal_fd}, b'x')\ntime.sleep({seconds})\nVALUE = 42\n"
+    )
+
+
+def _import_in_a_thread(tmp_path, monkeypatch, seconds: float) -> tuple[str, threading.Thread]:
+    """Start importing a slow module in another thread; return once that thread holds its import lock."""
+    name = f"clues_slow_import_{time.monotonic_ns()}"
+    read_end, write_end = os.pipe()
+    _slow_module(tmp_path, name, write_end, seconds)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    importer = threading.Thread(target=importlib.import_module, args=(name,), daemon=True)
+    importer.start()
+    os.read(read_end, 1)  # the module's body is running: its lock is held
+    os.close(read_end)
+    os.close(write_end)
+    return name, importer
+
+
+def test_a_fork_waits_for_an_import_another_thread_is_running(tmp_path, monkeypatch):
+    # The failure this guards against: the worker's export thread is importing (requests'
+    # lazy `import netrc`) when rq forks; the module stays locked in the horse for good.
+    name, importer = _import_in_a_thread(tmp_path, monkeypatch, seconds=0.5)
+    fork_safety.watch([lambda: None])
+    try:
+        report_read, report_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: import the module, bounded by an alarm whose default action kills us
+            try:
+                signal.alarm(10)
+                os.write(report_write, str(importlib.import_module(name).VALUE).encode())
+            finally:
+                os._exit(0)
+        os.close(report_write)
+        _, status = os.waitpid(pid, 0)
+        report = os.read(report_read, 100).decode()
+        os.close(report_read)
+    finally:
+        fork_safety.watch([])
+        importer.join()
+    assert os.WIFEXITED(status), f"the child hung on the import its parent's thread had begun (status {status})"
+    assert report == "42"
+    assert errors.counts() == {}
+
+
+def test_the_wait_for_imports_is_bounded(tmp_path, monkeypatch):
+    _, importer = _import_in_a_thread(tmp_path, monkeypatch, seconds=1.0)
+    try:
+        assert fork_safety.let_other_threads_finish_imports(timeout_seconds=0.05) is False
+    finally:
+        importer.join()
+    assert fork_safety.let_other_threads_finish_imports(timeout_seconds=0.05) is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections import defaultdict
 
 import pytest
@@ -19,9 +20,16 @@ def events_by_hash(received: Received) -> dict[str, list]:
     return grouped
 
 
-def run_jobs(receiver, redis_url: str, func: str, count: int, *args: str, queue: str = "e2e") -> None:
+def run_jobs(
+    receiver, redis_url: str, func: str, count: int, *args: str, queue: str = "e2e"
+) -> subprocess.CompletedProcess[str]:
+    """Enqueue and work the jobs; returns the finished worker process."""
     run(instrumented(*enqueue_cmd(redis_url, queue, func, count, *args)), env_with(receiver.otel_env("producer")))
-    run(instrumented(*rq_worker_cmd(redis_url, queue)), env_with(receiver.otel_env("worker")))
+    return run(instrumented(*rq_worker_cmd(redis_url, queue)), env_with(receiver.otel_env("worker")))
+
+
+def clues_errors(process: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in process.stderr.splitlines() if "clues: " in line]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -74,7 +82,9 @@ def test_failing_job_through_forking_worker(redis_url):
 def test_two_hundred_jobs_lose_nothing(redis_url):
     jobs = 200
     with otlp_receiver() as receiver:
-        run_jobs(receiver, redis_url, "tests.jobs.add", jobs, "1", "1")
+        worker = run_jobs(receiver, redis_url, "tests.jobs.add", jobs, "1", "1")
+        # A horse that could not flush in time says so (and its job's telemetry is gone).
+        assert clues_errors(worker) == []
         received = receiver.wait_for(lambda r: len(r.logs) >= 4 * jobs and len(r.spans) >= 2 * jobs, timeout=120)
 
     grouped = events_by_hash(received)
