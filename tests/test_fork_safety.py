@@ -90,18 +90,13 @@ def test_a_horse_flush_is_cut_by_an_alarm_without_a_thread():
     assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
 
 
-def _slow_module(directory, name: str, signal_fd: int, seconds: float) -> None:
-    """A module whose import tells the test it has begun (one byte on a pipe), then takes a while."""
-    (directory / f"{name}.py").write_text(
-        f"import os, time\nos.write({signal_fd}, b'x')\ntime.sleep({seconds})\nVALUE = 42\n"
-    )
-
-
 def _import_in_a_thread(tmp_path, monkeypatch, seconds: float) -> tuple[str, threading.Thread]:
     """Start importing a slow module in another thread; return once that thread holds its import lock."""
     name = f"clues_slow_import_{time.monotonic_ns()}"
     read_end, write_end = os.pipe()
-    _slow_module(tmp_path, name, write_end, seconds)
+    # The module's body tells the test it has begun (a byte on the pipe), then takes a while.
+    body = f"import os, time\nos.write({write_end}, b'x')\ntime.sleep({seconds})\nVALUE = 42\n"
+    (tmp_path / f"{name}.py").write_text(body)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, name, raising=False)
     importer = threading.Thread(target=importlib.import_module, args=(name,), daemon=True)
