@@ -99,7 +99,7 @@ from .publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from .rq_compat import Job, Queue, SpawnWorker, Worker, owner_of
+from .rq_compat import RQ_CONTROL_FLOW, Job, Queue, SpawnWorker, Worker, owner_of
 from .runtime_metadata import clues_metadata
 from .safety import errors
 from .telemetry import Telemetry
@@ -123,6 +123,7 @@ _WORKER_PATCHES = (
     ("handle_job_failure", "handle_job_failure"),
     ("handle_job_retry", "handle_job_retry"),
     ("fork_work_horse", "fork_work_horse"),
+    ("wait_for_horse", "wait_for_horse"),
     ("monitor_work_horse", "monitor_work_horse"),
 )
 
@@ -142,6 +143,7 @@ class CluesInstrumentor(BaseInstrumentor):
 
     def _instrument(self, **kwargs: Any) -> None:
         config = CluesConfig.from_kwargs(**kwargs)
+        errors.control_flow = RQ_CONTROL_FLOW
         legacy = LegacySettings.from_kwargs(**kwargs)
         tracer_provider = kwargs.get("tracer_provider")
         logger_provider = kwargs.get("logger_provider")

@@ -9,7 +9,6 @@ through, so clues publishes the job's ``failed`` there.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 from rq.exceptions import AbandonedJobError
@@ -26,7 +25,6 @@ ABANDONED_MESSAGE = "job abandoned: its worker died before reporting an outcome"
 class AbandonedJobHooks:
     def __init__(self, worker_hooks: WorkerHooks) -> None:
         self.worker_hooks = worker_hooks
-        self._holder = SimpleNamespace()  # holds the clean-up's attempt, as a worker holds its own
 
     def module_callback(self, wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         """rq >= 3: ``execute_failure_callback(job, death_penalty_class, *exc_info)``."""
@@ -43,5 +41,4 @@ class AbandonedJobHooks:
             return
         with guarded("failed"):
             failure = Failure(AbandonedJobError.__name__, ABANDONED_MESSAGE, "")
-            queue = SimpleNamespace(name=job.origin)
-            self.worker_hooks._publish_terminal(self._holder, job, queue, failure, job_should_retry(job))
+            self.worker_hooks.abandoned(job, failure, job_should_retry(job))

@@ -11,6 +11,7 @@ from .events import Failure
 HORSE_KILLED = "WorkHorseKilled"
 JOB_STOPPED = "JobStopped"
 RETRY_RETURNED = "RetryReturned"
+WORKER_SHUTDOWN = "WorkerShutdown"  # a cold shutdown took the horse down with the worker
 
 _SIGNAL = re.compile(r"\(signal (\d+)\)")
 

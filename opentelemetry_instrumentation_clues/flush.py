@@ -8,6 +8,7 @@ background, so jobs never wait on an export there.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -17,40 +18,77 @@ from typing import Any
 from .fork_safety import run_bounded
 from .safety import errors, guarded
 
+_logger = logging.getLogger("opentelemetry_instrumentation_clues")
+FLUSH = "flushing telemetry in the work horse"
+
 
 class FlushTimedOut(TimeoutError):
     """The work horse gave up waiting for its telemetry export."""
 
 
 DEGRADED_FLUSH_MILLIS = 50
+PROBE_EVERY_SECONDS = 10.0  # while degraded, one horse this often gets the full budget
+REPORT_EVERY_SECONDS = 60.0  # while flushes keep failing, say so this often
 
 
 class FlushBudget:
-    """How long a horse may flush, kept by the worker parent and inherited by each horse.
+    """How long a horse may flush, decided by the worker before each fork.
 
-    When a horse's flush times out (the collector is down, say), the next horses
-    get a short budget, so jobs keep their pace instead of each waiting the full
-    timeout for an export that cannot succeed; the first horse that flushes in
-    time restores the full budget.
+    When a horse's flush times out (the collector is down or far away), the next
+    horses get a short budget, so jobs keep their pace instead of each waiting the
+    full timeout for an export that cannot succeed. A degraded budget probes its
+    way back: every ``PROBE_EVERY_SECONDS`` one horse gets the full budget, and a
+    probe that flushes in time restores it. Failed flushes are counted in
+    ``error_counts()`` and, while they go on, logged once a minute with their number.
     """
 
-    def __init__(self, full_millis: int) -> None:
+    def __init__(self, full_millis: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.full_millis = full_millis
         self.millis = full_millis
+        self._clock = clock
+        self._next_probe = 0.0
+        self._failed_since_report = 0
+        self._next_report = 0.0
 
     @property
     def degraded(self) -> bool:
         return self.millis < self.full_millis
 
+    def for_next_horse(self) -> int:
+        """The budget the next horse gets: the degraded one, or now and then a probe at full length."""
+        if self.degraded and self._clock() >= self._next_probe:
+            self._next_probe = self._clock() + PROBE_EVERY_SECONDS
+            return self.full_millis
+        return self.millis
+
     def update(self, flushed_in_time: bool) -> None:
         if flushed_in_time:
+            if self.degraded:
+                _logger.warning("clues: work horses flush in time again; their flush budget is %d ms", self.full_millis)
             self.millis = self.full_millis
-        elif not self.degraded:
+            return
+        self._failed_since_report += 1
+        now = self._clock()
+        if not self.degraded:
             self.millis = min(self.full_millis, DEGRADED_FLUSH_MILLIS)
+            self._next_probe = now + PROBE_EVERY_SECONDS
+            self._next_report = now + REPORT_EVERY_SECONDS
+            self._failed_since_report = 0
             errors.record(
-                "flushing telemetry in the work horse",
-                FlushTimedOut(f"exports are not getting through; horses now flush within {self.millis} ms"),
+                FLUSH,
+                FlushTimedOut(
+                    f"exports are not getting through; horses now flush within {self.millis} ms, "
+                    f"with a full-length try every {PROBE_EVERY_SECONDS:g} s"
+                ),
             )
+        elif now >= self._next_report:
+            _logger.warning(
+                "clues: %d work horse flushes timed out in the last %d s; what they held was lost",
+                self._failed_since_report,
+                round(REPORT_EVERY_SECONDS),
+            )
+            self._failed_since_report = 0
+            self._next_report = now + REPORT_EVERY_SECONDS
 
 
 class _FlushAlarm(BaseException):
@@ -91,7 +129,7 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse:
 
     def flush() -> None:
         for get_provider in providers:
-            with guarded("flushing telemetry in the work horse"):
+            with guarded(FLUSH):
                 force_flush = getattr(get_provider(), "force_flush", None)
                 if force_flush is not None:
                     force_flush(max(1, int((deadline - time.monotonic()) * 1000)))
@@ -100,6 +138,50 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse:
     if flushed is None:
         flushed = run_bounded(flush, timeout_millis / 1000)
     if not flushed:
-        errors.record("flushing telemetry in the work horse", FlushTimedOut(f"no flush within {timeout_millis} ms"))
+        errors.record(FLUSH, FlushTimedOut(f"no flush within {timeout_millis} ms"))
         return False
+    return True
+
+
+# Where the SDK's batch processors keep what they have not exported yet (opentelemetry-sdk 1.39+).
+_PROCESSOR_PATHS = ("_active_span_processor", "_multi_log_record_processor")
+_PROCESSOR_LISTS = ("_span_processors", "_log_record_processors")
+_WRAPPED = ("_batch_processor", "inner", "_inner")
+_HOLDS_NOTHING = frozenset({"SimpleSpanProcessor", "SimpleLogRecordProcessor"})  # they export as data comes
+
+
+def holds_telemetry(providers: list[Callable[[], Any]]) -> bool:
+    """Whether a flush would export anything: some processor has data queued, or is of a
+    kind whose queue cannot be seen (then assume it has)."""
+    for get_provider in providers:
+        provider = get_provider()
+        if not callable(getattr(provider, "force_flush", None)):
+            continue  # the API's no-op provider
+        processors = _processors(provider)
+        if processors is None or any(_holds(processor) for processor in processors):
+            return True
+    return False
+
+
+def _processors(provider: Any) -> list[Any] | None:
+    """The provider's processors; None for a provider laid out in a way not known here."""
+    for path in _PROCESSOR_PATHS:
+        multi = getattr(provider, path, None)
+        for name in _PROCESSOR_LISTS:
+            processors = getattr(multi, name, None)
+            if processors is not None:
+                return list(processors)
+    return None
+
+
+def _holds(processor: Any, depth: int = 3) -> bool:
+    queue = getattr(processor, "_queue", None)
+    if queue is not None:
+        return len(queue) > 0
+    if type(processor).__name__ in _HOLDS_NOTHING:
+        return False
+    for name in _WRAPPED:
+        inner = getattr(processor, name, None)
+        if inner is not None and depth > 0:
+            return _holds(inner, depth - 1)
     return True

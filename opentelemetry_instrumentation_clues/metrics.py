@@ -2,24 +2,24 @@
 
 A forked work horse inherits its parent's cumulative metric state, and it ends
 with ``os._exit``: what it records itself is either lost or, if exported, a
-stale copy of the parent's series. So the horse never records: it sends its
-measurements to the worker parent through a pipe opened before the fork, and the
-long-lived parent records them once the horse has exited. The parent records
+stale copy of the parent's series. So the horse never records: it forwards each
+measurement to the worker as it is made (:mod:`.horse_channel`), and the
+long-lived worker records it. The worker records
 what happens in it directly (dequeue, a horse killed or stopped), and so does a
 SimpleWorker or a producer. No Redis round trip is involved.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.metrics import Meter
 from opentelemetry.util.types import AttributeValue
 
-from .safety import errors, guarded
+from .safety import guarded
 
 # Seconds, from a few milliseconds to two hours: queue waits and job run times both span that.
 DURATION_BUCKETS = (
@@ -32,12 +32,6 @@ CONSUMED = "messaging.client.consumed.messages"
 PROCESS_DURATION = "messaging.process.duration"
 TIME_IN_QUEUE = "rq.job.time_in_queue"
 OUTCOME = "clues.outcome"  # success | failure | retried
-
-MAX_BUFFERED = 256  # per horse; a job that enqueues thousands of others is still bounded
-
-
-class TooManyMeasurements(RuntimeError):
-    pass
 
 
 class JobMetrics:
@@ -63,95 +57,41 @@ class JobMetrics:
             ),
         }
 
-    def record(self, name: str, value: float, attributes: dict[str, AttributeValue]) -> None:
+    def record(
+        self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
+    ) -> None:
+        """``context``: the job's span, so a histogram's exemplars point at the job's trace."""
         if name in self._counters:
-            self._counters[name].add(value, attributes)
+            self._counters[name].add(value, attributes, context=context)
         else:
-            self._histograms[name].record(value, attributes)
+            self._histograms[name].record(value, attributes, context=context)
 
 
 class MeasurementRouter:
-    """Records directly, or — inside a forked work horse — buffers for the parent."""
+    """Records here, or — inside a forked work horse — forwards each measurement to the worker."""
 
     def __init__(self, metrics: JobMetrics) -> None:
         self.metrics = metrics
         self._horse_pid: int | None = None
-        self._horse_fd: int | None = None
-        self._buffer: list[tuple[str, float, dict[str, AttributeValue]]] = []
+        self._forward: Callable[[dict[str, Any]], bool] | None = None
 
-    def record(self, name: str, value: float, attributes: dict[str, AttributeValue]) -> None:
+    def record(
+        self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
+    ) -> None:
         with guarded("recording a metric"):
-            if self._horse_pid == os.getpid():
-                if len(self._buffer) >= MAX_BUFFERED:
-                    raise TooManyMeasurements(f"more than {MAX_BUFFERED} measurements in one work horse")
-                self._buffer.append((name, value, attributes))
-            else:
-                self.metrics.record(name, value, attributes)
+            forward = self._forward
+            in_horse = forward is not None and self._horse_pid == os.getpid()
+            if in_horse and forward is not None and forward({"t": "m", "n": name, "v": value, "a": attributes}):
+                return
+            self.metrics.record(name, value, attributes, context)
 
-    # In the work horse ---------------------------------------------------------
-    def enter_horse(self, write_fd: int) -> None:
-        self._horse_pid, self._horse_fd, self._buffer = os.getpid(), write_fd, []
-        errors.hold_back()  # the worker logs them, once
+    def forward_from_horse(self, forward: Callable[[dict[str, Any]], bool] | None) -> None:
+        """In a forked horse: hand measurements to ``forward`` (None: record here again)."""
+        self._horse_pid, self._forward = os.getpid(), forward
 
-    def leave_horse(self, report: dict[str, Any]) -> None:
-        """Hand the horse's measurements and ``report`` to the parent (one non-blocking write)."""
-        if self._horse_pid != os.getpid() or self._horse_fd is None:
-            return
-        payload = {"measurements": self._buffer, "report": report, "errors": errors.take_held()}
-        self._buffer = []
-        with guarded("sending metrics to the worker"):
-            data = (json.dumps(payload, separators=(",", ":")) + "\n").encode()
-            os.set_blocking(self._horse_fd, False)
-            os.write(self._horse_fd, data)
-
-    # In the worker parent ------------------------------------------------------
-    def replay(self, read_fd: int) -> dict[str, Any]:
-        """Record what a finished horse sent and return its report; never blocks."""
-        report: dict[str, Any] = {}
-        with guarded("receiving metrics from the work horse"):
-            os.set_blocking(read_fd, False)
-            chunks = []
-            while True:
-                try:
-                    chunk = os.read(read_fd, 65536)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            for line in b"".join(chunks).splitlines():
-                payload = json.loads(line)
-                for name, value, attributes in payload["measurements"]:
-                    self.metrics.record(name, value, attributes)
-                report.update(payload["report"])
-                errors.record_from_horse(payload.get("errors") or {})
-        return report
-
-
-class HorsePipe:
-    """The pipe between one work horse and its parent.
-
-    Each end is closed at most once: a closed descriptor number is soon reused
-    (by a log file, a socket), and closing it twice would close that instead.
-    """
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-
-    def parent_side(self) -> None:
-        """After the fork, in the parent: the horse holds its own copy; EOF comes when it exits."""
-        self.write_fd = _close(self.write_fd)
-
-    def close(self) -> None:
-        self.read_fd = _close(self.read_fd)
-        self.write_fd = _close(self.write_fd)
-
-
-def _close(fd: int) -> int:
-    if fd >= 0:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    return -1
+    def record_forwarded(self, report: dict[str, Any]) -> None:
+        """In the worker: a measurement a horse forwarded."""
+        self.metrics.record(str(report["n"]), float(report["v"]), dict(report["a"]))
 
 
 class _DroppingMetricExporter:

@@ -13,7 +13,12 @@ from typing import Any
 
 from rq.job import Job
 from rq.queue import Queue
+from rq.timeouts import BaseTimeoutException
 from rq.worker import SpawnWorker, Worker
+
+# Exceptions rq raises through other code to steer it (a job's timeout, the horse
+# monitor's wake-up): clues' error guards must let them pass.
+RQ_CONTROL_FLOW: tuple[type[BaseException], ...] = (BaseTimeoutException,)
 
 
 def owner_of(cls: type, name: str) -> type:
@@ -56,6 +61,7 @@ def stopped_job_id(worker: Any) -> str | None:
 
 
 __all__ = [
+    "RQ_CONTROL_FLOW",
     "Job",
     "Queue",
     "SpawnWorker",

@@ -71,6 +71,11 @@ class ErrorReport:
             if first:
                 self._logger.error("%s (in a work horse)", message)
 
+    control_flow: tuple[type[BaseException], ...] = ()  # never swallowed: rq's own timeouts (set at instrument)
+
+    def is_control_flow(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.control_flow)
+
     def counts(self) -> dict[str, int]:
         """Errors seen so far, by ``place:ExceptionType``."""
         with self._lock:
@@ -101,8 +106,8 @@ class guarded:  # lower case: used like a function, ``with guarded("where"):``
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if exc is None or not isinstance(exc, Exception):
-            return False  # BaseExceptions (SystemExit, the horse's flush alarm) pass through
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, errors.control_flow):
+            return False  # BaseExceptions (SystemExit, the horse's flush alarm) and rq's timeouts pass through
         errors.record(self.where, exc)  # any failure of ours must not reach the job
         return True
 
@@ -112,5 +117,7 @@ def call_guarded(where: str, func: Callable[..., T], *args: object, default: T, 
     try:
         return func(*args, **kwargs)
     except Exception as exc:
+        if isinstance(exc, errors.control_flow):
+            raise
         errors.record(where, exc)
         return default

@@ -1,21 +1,29 @@
-"""Publishes lifecycle events: one span event and one OTel log record each.
+"""Publishes lifecycle events: one span event and one OTel log record each, plus the job metrics.
 
 The log record is self-contained (every field of the event); the span event
 carries only what the event adds, since its span already has the job's fields.
+
+Inside a forked work horse (:meth:`Telemetry.forward_from_horse`) log records and
+measurements are not handed to the horse's SDK: they are forwarded to the worker,
+which emits them in the order they happened and exports them in the background.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import Logger, SeverityNumber
-from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 
 from .events import ERROR_TYPE, OPERATION_NAME, EventType, Failure, JobFacts
 from .metrics import CONSUMED, OUTCOME, PROCESS_DURATION, SENT, TIME_IN_QUEUE, MeasurementRouter
 from .safety import guarded
+
+Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
 
 
 class Telemetry:
@@ -25,23 +33,36 @@ class Telemetry:
         self.tracer = tracer
         self.logger = logger
         self.measurements = measurements
+        self._horse_pid: int | None = None
+        self._forward: Forward | None = None
 
+    # In a forked work horse ------------------------------------------------------
+    def forward_from_horse(self, forward: Forward | None) -> None:
+        """From now on, in this process, hand log records and measurements to ``forward``
+        (None: emit them here again, as when the hand-off to the worker failed)."""
+        self._horse_pid, self._forward = os.getpid(), forward
+        self.measurements.forward_from_horse(forward)
+
+    # Metrics -------------------------------------------------------------------
     def count_sent(self, facts: JobFacts, operation: str) -> None:
         self.measurements.record(SENT, 1, {**facts.metric_attributes, OPERATION_NAME: operation})
 
-    def record_time_in_queue(self, facts: JobFacts, seconds: float) -> None:
-        self.measurements.record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes)
+    def record_time_in_queue(self, facts: JobFacts, seconds: float, span: Span) -> None:
+        context = trace.set_span_in_context(span)
+        self.measurements.record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes, context)
 
     def record_attempt_end(
-        self, facts: JobFacts, time_to_perform: float | None, outcome: str, failure: Failure | None = None
+        self, facts: JobFacts, span: Span, time_to_perform: float | None, outcome: str, failure: Failure | None = None
     ) -> None:
         attributes = {**facts.metric_attributes, OPERATION_NAME: "process", OUTCOME: outcome}
         if failure is not None:
             attributes[ERROR_TYPE] = failure.type
-        self.measurements.record(CONSUMED, 1, attributes)
+        context = trace.set_span_in_context(span)  # exemplars lead to the job's trace
+        self.measurements.record(CONSUMED, 1, attributes, context)
         if time_to_perform is not None:
-            self.measurements.record(PROCESS_DURATION, max(0.0, time_to_perform), attributes)
+            self.measurements.record(PROCESS_DURATION, max(0.0, time_to_perform), attributes, context)
 
+    # Events --------------------------------------------------------------------
     def publish(
         self,
         event_type: EventType,
@@ -68,16 +89,38 @@ class Telemetry:
             span.add_event(event_type.value, own, timestamp=timestamp_ns)
         with guarded(f"{event_type.value} log record"):
             failed = event_type is EventType.FAILED
-            self.logger.emit(
-                timestamp=timestamp_ns,
-                observed_timestamp=time.time_ns(),
-                context=trace.set_span_in_context(span),
-                severity_number=SeverityNumber.ERROR if failed else SeverityNumber.INFO,
-                severity_text="ERROR" if failed else "INFO",
-                body=f"rq job {facts.job_id} {event_type.value} ({facts.worker_class} on {facts.queue})",
-                attributes={**facts.base_attributes, **own},
-                event_name=event_type.event_name,
-            )
+            record = {
+                "ts": timestamp_ns,
+                "sev": (SeverityNumber.ERROR if failed else SeverityNumber.INFO).value,
+                "body": f"rq job {facts.job_id} {event_type.value} ({facts.worker_class} on {facts.queue})",
+                "attrs": {**facts.base_attributes, **own},
+                "ev": event_type.event_name,
+            }
+            if self._forward is not None and self._horse_pid == os.getpid():
+                context = span.get_span_context()
+                record.update(t="log", tid=context.trace_id, sid=context.span_id, fl=int(context.trace_flags))
+                if self._forward(record):
+                    return
+            self._emit(record, span)
+
+    def emit_forwarded(self, record: dict[str, Any]) -> None:
+        """In the worker: a log record a horse forwarded, in the span context it was made in."""
+        flags = TraceFlags(record["fl"])
+        context = SpanContext(int(record["tid"]), int(record["sid"]), is_remote=False, trace_flags=flags)
+        self._emit(record, NonRecordingSpan(context))
+
+    def _emit(self, record: dict[str, Any], span: Span) -> None:
+        severity = SeverityNumber(record["sev"])
+        self.logger.emit(
+            timestamp=record["ts"],
+            observed_timestamp=time.time_ns(),
+            context=trace.set_span_in_context(span),
+            severity_number=severity,
+            severity_text=severity.name,
+            body=record["body"],
+            attributes=record["attrs"],
+            event_name=record["ev"],
+        )
 
     @staticmethod
     def mark_failed(span: Span, failure: Failure) -> None:

@@ -1,8 +1,13 @@
 """Consumer side: dequeue in the worker, perform in whichever process performs.
 
-SimpleWorker runs everything in one process. The forking Worker dequeues in
-the parent and performs in a forked work horse that ends with ``os._exit``, so
-the horse flushes its telemetry before returning from ``perform_job``.
+SimpleWorker runs everything in one process and publishes as it goes. The
+forking Worker dequeues in the worker and performs in a forked work horse that
+ends with ``os._exit``: the worker starts the attempt's ``process`` span before the
+fork (the job's own spans nest under it in the horse), the horse reports each
+transition over a pipe (:mod:`.horse_reports`), and the worker publishes them while
+it waits for the horse. So the horse exports nothing of clues', a horse killed
+mid-job has already handed over its ``perform_started``, and the legacy lines of a
+job come out of one process, in order.
 """
 
 from __future__ import annotations
@@ -12,30 +17,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry import propagate, trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind
-from opentelemetry.util.types import AttributeValue
+from opentelemetry import trace
 
-from . import attempts, job_context, spawn_handoff, worker_environ
+from . import attempts, spawn_handoff, worker_environ
 from .attempts import Attempt
 from .config import CluesConfig
-from .events import (
-    OPERATION_NAME,
-    OPERATION_TYPE,
-    WILL_RETRY,
-    EventType,
-    Failure,
-    facts_for,
-    metadata_attributes,
-)
-from .failures import current_failure, job_should_retry, retry_failure, returned_retry_will_run
-from .flush import FlushBudget, flush_all
-from .job_context import JobClues
-from .job_trace import carrier_for, new_event_hash, start_continued
-from .metrics import HorsePipe, silence_inherited_readers
-from .rq_compat import arg, as_epoch_ns, stopped_job_id, worker_is_horse
-from .safety import call_guarded, guarded
+from .events import Failure
+from .failures import WORKER_SHUTDOWN, current_failure, job_should_retry, retry_failure, returned_retry_will_run
+from .flush import FLUSH, FlushBudget, flush_all, holds_telemetry
+from .horse_channel import HorseChannel
+from .horse_reports import HorseReporter, ReportReplay
+from .lifecycle import Lifecycle
+from .metrics import silence_inherited_readers
+from .rq_compat import arg, stopped_job_id, worker_is_horse
+from .safety import call_guarded, errors, guarded
 from .telemetry import Telemetry
 
 
@@ -49,9 +44,13 @@ class WorkerHooks:
     ) -> None:
         self.telemetry = telemetry
         self.config = config
+        self.lifecycle = Lifecycle(telemetry, config)
         self.providers = providers  # flushed by a forked horse (never the meter provider)
         self.meter_provider = meter_provider
-        self.flush_budget = FlushBudget(config.flush_timeout_millis)  # the parent's, inherited by horses
+        self.flush_budget = FlushBudget(config.flush_timeout_millis)  # the worker's; it decides each horse's
+        self.replay = ReportReplay(self.lifecycle, telemetry, self.flush_budget)
+        self._reporter: HorseReporter | None = None  # in a forked horse that reports to its worker
+        self._following = False  # the worker is inside wait_for_horse, reading reports
 
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -59,9 +58,9 @@ class WorkerHooks:
         if result is not None:
             with guarded("dequeued"):
                 job, queue = result
-                attempt = self._begin_attempt(job, queue.name, dequeued_ns=time.time_ns())
+                attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=time.time_ns())
                 attempts.remember(worker, attempt)
-                self._publish_dequeued(job, attempt)
+                self.lifecycle.dequeued(attempt, job)
         return result
 
     def work(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -81,34 +80,31 @@ class WorkerHooks:
             with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 return wrapped(*args, **kwargs)
         finally:
-            if attempt is not None:
-                with guarded("ending the process span"):
-                    attempt.end()
             if worker_is_horse(worker):
-                providers = self.providers
-                if attempt is not None and attempt.spawned:  # a fresh interpreter: its metrics are its own
-                    providers = [*providers, self.meter_provider]
-                flushed = flush_all(providers, self.flush_budget.millis, in_horse=True)
-                self.telemetry.measurements.leave_horse({"flushed": flushed})
+                self._leave_horse(attempt)
+            elif attempt is not None:
+                with guarded("ending the process span"):
+                    attempt.end_span()
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        """Open the pipe the horse sends its measurements through (forking Worker only), and
-        keep rq's per-job environment values out of the worker's C environment (see worker_environ)."""
+        """Open the channel the horse reports through (forking Worker only), and keep rq's
+        per-job environment values out of the worker's C environment (see worker_environ)."""
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is not None:
-            with guarded("opening the work horse pipe"):
-                attempt.pipe = HorsePipe()
+            with guarded("opening the work horse channel"):
+                attempt.channel = HorseChannel()
+                attempt.flush_millis = self.flush_budget.for_next_horse()
         try:
             with worker_environ.per_job_values_kept_in_python():
                 result = wrapped(*args, **kwargs)  # only the parent returns here
         except BaseException:
-            if attempt is not None and attempt.pipe is not None:  # no horse: nothing will use it
-                attempt.pipe.close()
-                attempt.pipe = None
+            if attempt is not None and attempt.channel is not None:  # no horse: nothing will use it
+                attempt.channel.close()
+                attempt.channel = None
             raise
-        if attempt is not None and attempt.pipe is not None:
-            attempt.pipe.parent_side()
+        if attempt is not None and attempt.channel is not None:
+            attempt.channel.parent_side()
         return result
 
     def spawn_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -125,34 +121,68 @@ class WorkerHooks:
         finally:
             spawn_handoff.withdraw()
 
+    def wait_for_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        """While the worker waits for its horse, it publishes what the horse reports.
+
+        rq's monitor interrupts this wait every job_monitoring_interval with its own
+        timeout exception (clues lets it through), and a cold shutdown calls it again
+        from a signal handler: that nested call only waits."""
+        attempt = attempts.held_by(worker)
+        channel = attempt.channel if attempt is not None else None
+        horse_pid = getattr(worker, "horse_pid", 0)
+        if attempt is None or channel is None or self._following or not horse_pid:
+            return wrapped(*args, **kwargs)
+
+        def deliver(report: dict[str, Any] | ValueError) -> None:
+            self.replay.deliver(attempt, report)
+
+        self._following = True
+        try:
+            channel.follow(horse_pid, deliver)
+        except Exception as exc:
+            if errors.is_control_flow(exc):
+                raise
+            errors.record("following the work horse", exc)
+        finally:
+            self._following = False
+        result = wrapped(*args, **kwargs)
+        with guarded("following the work horse"):
+            channel.drain(deliver)
+        return result
+
     def monitor_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        """The parent's side of a forked attempt: what it runs (a stopped job's callback,
-        the failure of a killed horse) belongs to the job's trace; then it collects the
-        horse's measurements."""
+        """The worker's side of a forked attempt: what it runs (a stopped job's callback,
+        the failure of a killed horse) belongs to the job's trace. When it ends, every
+        report has been published and the attempt's span is ended."""
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
+        if attempt is None:
+            return wrapped(*args, **kwargs)
+        stopped_by: BaseException | None = None
         try:
-            if attempt is None:
-                return wrapped(*args, **kwargs)
             with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 return wrapped(*args, **kwargs)
+        except BaseException as exc:
+            stopped_by = exc  # a cold shutdown (Ctrl-C twice) takes the horse down with the worker
+            raise
         finally:
-            if attempt is not None and attempt.spawned:
-                with guarded("ending the process span"):
-                    attempt.end()  # the spawned horse could not end the worker's span object
-            if attempt is not None and attempt.pipe is not None:
-                pipe, attempt.pipe = attempt.pipe, None
-                report = self.telemetry.measurements.replay(pipe.read_fd)
-                pipe.close()
-                if "flushed" in report:
-                    self.flush_budget.update(bool(report["flushed"]))
+            with guarded("ending the process span"):
+                channel, attempt.channel = attempt.channel, None
+                if channel is not None:
+                    channel.drain(lambda report: self.replay.deliver(attempt, report))
+                    channel.close()
+                if stopped_by is not None:
+                    message = f"the worker stopped while the job ran ({type(stopped_by).__name__})"
+                    outcome = self.lifecycle.outcome_of(attempt, job, Failure(WORKER_SHUTDOWN, message, ""), False)
+                    self.lifecycle.ended(attempt, outcome)
+                attempt.end_span(attempt.horse_done_ns)
 
-    # The terminal event is published before rq handles the outcome: handling it may
-    # enqueue the job again (a retry, a repeat), and that must come after in the story.
+    # The outcome is published before rq handles it: handling it may enqueue the job
+    # again (a retry, a repeat), and that must come after in the story.
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         with guarded("perform_finished"):
             job = arg(args, kwargs, 0, "job")
-            self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
+            self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
         return wrapped(*args, **kwargs)
 
     def handle_job_failure(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -163,20 +193,17 @@ class WorkerHooks:
         will_retry = not stopped and call_guarded("failed", job_should_retry, job, default=False)
         if failure is not None:
             with guarded("failed"):
-                self._publish_terminal(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
+                self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
         return wrapped(*args, **kwargs)
 
     def handle_job_retry(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        """A job returned ``Retry``: a failed attempt, retried unless its retries are used up."""
+        """A job returned ``Retry``: a failed attempt, retried unless its retries are used up.
+        (rq may then also run it through handle_job_failure: the attempt has its outcome already.)"""
         job = arg(args, kwargs, 0, "job")
         retry = arg(args, kwargs, 2, "retry")
-        attempt = attempts.current(worker, getattr(job, "id", None))
-        if attempt is not None:
-            with guarded("failed"):
-                attempt.retry_failure = retry_failure(retry)
-                attempt.retry_will_retry = returned_retry_will_run(job, retry)
-                queue = arg(args, kwargs, 1, "queue")
-                self._publish_terminal(worker, job, queue, attempt.retry_failure, attempt.retry_will_retry)
+        with guarded("failed"):
+            will_retry = returned_retry_will_run(job, retry)
+            self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), retry_failure(retry), will_retry)
         return wrapped(*args, **kwargs)
 
     # Queue(is_async=False): the job runs inside enqueue, in this process ---------
@@ -190,8 +217,8 @@ class WorkerHooks:
                 return wrapped(*args, **kwargs)
             finally:
                 with guarded("ending a synchronous job"):
-                    self._publish_terminal(queue, job, queue, attempt.sync_failure, will_retry=False)
-                    attempt.end()
+                    self._attempt_ended(queue, job, queue, attempt.sync_failure, will_retry=False)
+                    attempt.end_span()
 
     def run_job(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
         """Catch the exception a synchronous job raises (run_sync swallows it)."""
@@ -205,137 +232,80 @@ class WorkerHooks:
                     attempt.sync_failure = current_failure(None, stopped=False)
             raise
 
-    def _begin_sync_attempt(self, queue: Any, job: Any) -> Attempt:
-        attempt = self._begin_attempt(job, queue.name, dequeued_ns=time.time_ns())
-        attempts.remember(queue, attempt)
-        self._publish_dequeued(job, attempt)
-        self._start_perform(queue, job, queue)
-        return attempt
+    # Registry clean-up: a job whose worker died ---------------------------------
+    def abandoned(self, job: Any, failure: Failure, will_retry: bool) -> None:
+        """Its attempt's outcome, published by whichever process cleans up (it holds no attempt)."""
+        attempt = self.lifecycle.begin(job, job.origin, dequeued_ns=None)
+        self.lifecycle.ended(attempt, self.lifecycle.outcome_of(attempt, job, failure, will_retry))
 
     # -------------------------------------------------------------------------
-    def _begin_attempt(self, job: Any, queue_name: str, dequeued_ns: int | None) -> Attempt:
-        start_ns = dequeued_ns or time.time_ns()
-        mode = self.config.propagation
-        clues = job_context.read(job)
-        name = f"process {queue_name}"
-        span = start_continued(
-            self.telemetry.tracer,
-            name,
-            SpanKind.CONSUMER,
-            clues,
-            mode,
-            {OPERATION_TYPE: "process", OPERATION_NAME: "process"},
-            start_ns,
-        )
-        if clues is None:
-            # Enqueued without clues: the job gets its event_hash here. It is kept in
-            # memory only, and saved if rq saves the job again (a retry, say).
-            clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode))
-        clues.attempt += 1
-        job_context.write(job, clues)
-        facts = facts_for(job, queue_name, clues, self.config)
-        span.set_attributes(facts.base_attributes)
-        return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
-
-    def _begin_spawned_attempt(self, job: Any, queue_name: str, handoff: spawn_handoff.Handoff) -> Attempt:
-        parent = propagate.extract(handoff.carrier, context=Context())
-        span = self.telemetry.tracer.start_span(
-            f"perform {queue_name}", context=parent, attributes={OPERATION_TYPE: "process", OPERATION_NAME: "process"}
-        )
-        clues = job_context.read(job) or JobClues(event_hash=handoff.event_hash)
-        clues.event_hash, clues.attempt = handoff.event_hash, handoff.attempt
-        job_context.write(job, clues)
-        facts = facts_for(job, queue_name, clues, self.config)
-        span.set_attributes(facts.base_attributes)
-        return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)
-
-    def _publish_dequeued(self, job: Any, attempt: Attempt) -> None:
-        assert attempt.dequeued_ns is not None
-        enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
-        time_in_queue = (attempt.dequeued_ns - enqueued_ns) / 1e9 if enqueued_ns else None
-        self.telemetry.publish(
-            EventType.DEQUEUED, attempt.facts, attempt.span, attempt.dequeued_ns, time_in_queue=time_in_queue
-        )
-        if time_in_queue is not None:
-            self.telemetry.record_time_in_queue(attempt.facts, time_in_queue)
+    def _begin_sync_attempt(self, queue: Any, job: Any) -> Attempt:
+        attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=time.time_ns())
+        attempts.remember(queue, attempt)
+        self.lifecycle.dequeued(attempt, job)
+        self.lifecycle.started(attempt, time.time_ns(), os.getpid())
+        return attempt
 
     def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt:
         attempt = attempts.current(worker, job.id)
         if attempt is None:
             handoff = spawn_handoff.receive(str(job.id)) if worker_is_horse(worker) else None
             if handoff is not None:
-                attempt = self._begin_spawned_attempt(job, queue.name, handoff)
+                attempt = self.lifecycle.begin_spawned(job, queue.name, handoff)
             else:  # performing without our dequeue (a custom loop)
-                attempt = self._begin_attempt(job, queue.name, dequeued_ns=None)
+                attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=None)
             attempts.remember(worker, attempt)
-        if attempt.pipe is not None and worker_is_horse(worker):
-            # A forked horse: measurements go to the parent; inherited readers stay quiet.
-            self.telemetry.measurements.enter_horse(attempt.pipe.write_fd)
-            silence_inherited_readers(self.meter_provider())
-        attempt.performing_pid = os.getpid()
-        attempt.perform_started_ns = time.time_ns()
-        self.telemetry.publish(EventType.PERFORM_STARTED, attempt.facts, attempt.span, attempt.perform_started_ns)
+        started_ns, pid = time.time_ns(), os.getpid()
+        if attempt.channel is not None and worker_is_horse(worker):
+            self._enter_horse(attempt.channel)
+            attempt.start(started_ns, pid)
+            if not self._report(lambda reporter: reporter.started(attempt)):
+                self.lifecycle.publish_started(attempt)
+        else:
+            self.lifecycle.started(attempt, started_ns, pid)
         return attempt
 
-    def _publish_terminal(self, worker: Any, job: Any, queue: Any, failure: Failure | None, will_retry: bool) -> None:
+    def _enter_horse(self, channel: HorseChannel) -> None:
+        """A forked horse: from now on clues' records and measurements go to the worker."""
+        errors.hold_back()  # the worker logs them, once
+        self._reporter = reporter = HorseReporter(channel)
+        self.telemetry.forward_from_horse(reporter.send)
+        silence_inherited_readers(self.meter_provider())
+
+    def _report(self, send: Callable[[HorseReporter], bool]) -> bool:
+        """Hand a report to the worker; False when this horse must publish it itself."""
+        reporter = self._reporter
+        if reporter is None or not send(reporter):
+            self.telemetry.forward_from_horse(None)  # publish here from now on; counted by the reporter
+            return False
+        return True
+
+    def _leave_horse(self, attempt: Attempt | None) -> None:
+        """Before ``os._exit``: flush only what the horse's SDK holds (the job's own spans,
+        a job's enqueues), within the budget the worker gave it, and say goodbye."""
+        reporting = self._reporter is not None and attempt is not None and attempt.channel is not None
+        providers = list(self.providers)
+        if attempt is not None and attempt.spawned:  # a fresh interpreter: its metrics are its own
+            providers.append(self.meter_provider)
+        budget = attempt.flush_millis if attempt is not None and attempt.flush_millis else self.flush_budget.millis
+        flushed: bool | None = None
+        if not reporting or call_guarded(FLUSH, holds_telemetry, providers, default=True):
+            flushed = flush_all(providers, budget, in_horse=True)
+        if reporting:
+            self._report(lambda reporter: reporter.done(time.time_ns(), flushed))
+
+    def _attempt_ended(self, holder: Any, job: Any, queue: Any, failure: Failure | None, will_retry: bool) -> None:
         """perform_finished (failure None) or failed: once per attempt, with its metrics."""
-        attempt = attempts.current(worker, job.id)
+        attempt = attempts.current(holder, job.id)
         if attempt is None:
             if failure is None:
                 return
-            attempt = self._begin_attempt(job, getattr(queue, "name", None) or job.origin, dequeued_ns=None)
-        if attempt.terminal_published:
+            attempt = self.lifecycle.begin(job, getattr(queue, "name", None) or job.origin, dequeued_ns=None)
+        outcome = self.lifecycle.outcome_of(attempt, job, failure, will_retry)
+        if self._reporter is not None and attempt.channel is not None and attempt.performing_here:
+            if not attempt.end():
+                return
+            if not self._report(lambda reporter: reporter.ended(attempt, outcome)):
+                self.lifecycle.publish_outcome(attempt, outcome)
             return
-        if attempt.retry_failure is not None:  # rq handles a returned Retry through its failure path
-            failure, will_retry = attempt.retry_failure, attempt.retry_will_retry
-        attempt.terminal_published = True
-        end_ns = self._ended_ns(job, attempt)
-        time_to_perform = self._time_to_perform(attempt, job, end_ns)
-        if failure is None:
-            self.telemetry.publish(
-                EventType.PERFORM_FINISHED,
-                attempt.facts,
-                attempt.span,
-                end_ns,
-                time_to_perform=time_to_perform,
-                extra=self._runtime_metadata(job),
-            )
-            self.telemetry.record_attempt_end(attempt.facts, time_to_perform, "success")
-            return
-        extra = self._runtime_metadata(job)
-        extra[WILL_RETRY] = will_retry
-        self.telemetry.publish(
-            EventType.FAILED,
-            attempt.facts,
-            attempt.span,
-            end_ns,
-            time_to_perform=time_to_perform,
-            failure=failure,
-            extra=extra,
-        )
-        self.telemetry.mark_failed(attempt.span, failure)
-        self.telemetry.record_attempt_end(
-            attempt.facts, time_to_perform, "retried" if will_retry else "failure", failure
-        )
-        if not attempt.performing_here:
-            # The horse died before ending its copy of the span: this process ends it.
-            attempt.end(end_ns)
-
-    def _runtime_metadata(self, job: Any) -> dict[str, AttributeValue]:
-        """What the job added with clues_metadata() while it ran."""
-        clues = job_context.read(job)
-        return metadata_attributes(clues.metadata, self.config.max_value_length) if clues else {}
-
-    @staticmethod
-    def _ended_ns(job: Any, attempt: Attempt) -> int:
-        ended_ns = as_epoch_ns(getattr(job, "ended_at", None))
-        # A job fetched again for a later attempt still carries the previous ended_at.
-        began_ns = attempt.perform_started_ns or attempt.dequeued_ns or 0
-        return ended_ns if ended_ns and ended_ns >= began_ns else time.time_ns()
-
-    @staticmethod
-    def _time_to_perform(attempt: Attempt, job: Any, end_ns: int) -> float | None:
-        if attempt.perform_started_ns is not None:
-            return max(0, end_ns - attempt.perform_started_ns) / 1e9
-        started_ns = as_epoch_ns(getattr(job, "started_at", None))
-        return max(0, end_ns - started_ns) / 1e9 if started_ns else None
+        self.lifecycle.ended(attempt, outcome)

@@ -61,14 +61,18 @@ class Received:
     spans: list[Span] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     metric_requests: list[Any] = field(default_factory=list)
+    trace_requests: int = 0  # export requests, each counted once whatever it held
+    log_requests: int = 0
 
 
 class _Collector(RequestHandler):
-    def __init__(self) -> None:
+    def __init__(self, delay_seconds: float = 0.0) -> None:
         self.received = Received()
         self.changed = threading.Condition()
+        self.delay_seconds = delay_seconds  # a collector that far away answers that late
 
     def handle_trace(self, request: Any, headers: Any) -> None:
+        time.sleep(self.delay_seconds)
         spans = [
             Span(
                 name=s.name,
@@ -88,9 +92,11 @@ class _Collector(RequestHandler):
         ]
         with self.changed:
             self.received.spans.extend(spans)
+            self.received.trace_requests += 1
             self.changed.notify_all()
 
     def handle_logs(self, request: Any, headers: Any) -> None:
+        time.sleep(self.delay_seconds)
         records = [
             LogRecord(
                 event_name=r.event_name,
@@ -106,6 +112,7 @@ class _Collector(RequestHandler):
         ]
         with self.changed:
             self.received.logs.extend(records)
+            self.received.log_requests += 1
             self.changed.notify_all()
 
     def handle_metrics(self, request: Any, headers: Any) -> None:
@@ -115,10 +122,10 @@ class _Collector(RequestHandler):
 
 
 class OtlpReceiver:
-    def __init__(self, protocol: str, port: int) -> None:
+    def __init__(self, protocol: str, port: int, delay_seconds: float = 0.0) -> None:
         self.protocol = protocol
         self.port = port
-        self._collector = _Collector()
+        self._collector = _Collector(delay_seconds)
 
     @property
     def endpoint(self) -> str:
@@ -161,8 +168,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def otlp_receiver(protocol: str = "http") -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver(protocol, free_port())
+def otlp_receiver(
+    protocol: str = "http", port: int | None = None, delay_seconds: float = 0.0
+) -> Iterator[OtlpReceiver]:
+    """A real OTLP receiver on loopback (``port``: a given one; ``delay_seconds``: answer that late)."""
+    receiver = OtlpReceiver(protocol, port or free_port(), delay_seconds)
     logger = logging.getLogger("tests.otlp_receiver")
     if protocol == "grpc":
         sink: Any = GrpcSink(receiver._collector, logger, port=receiver.port)
@@ -173,3 +183,31 @@ def otlp_receiver(protocol: str = "http") -> Iterator[OtlpReceiver]:
         yield receiver
     finally:
         sink.stop()
+
+
+@contextmanager
+def hung_collector(port: int) -> Iterator[None]:
+    """A collector that accepts connections and never answers (a stuck proxy, a frozen process)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    held: list[socket.socket] = []
+
+    def accept_and_hold() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed: the collector is gone
+                return
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+        for connection in held:
+            connection.close()

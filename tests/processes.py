@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,3 +47,50 @@ def enqueue_cmd(redis_url: str, queue: str, func: str, count: int = 1, *args: st
 
 def rq_worker_cmd(redis_url: str, queue: str, *flags: str) -> list[str]:
     return [tool("rq"), "worker", "--burst", "-u", redis_url, *flags, queue]
+
+
+class RunningWorker:
+    """A long-running instrumented `rq worker` (not --burst); its stderr goes to a file, so a
+    chatty worker never blocks on a full pipe."""
+
+    def __init__(self, redis_url: str, queue: str, env: dict[str, str]) -> None:
+        self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the worker)
+        self.process = subprocess.Popen(
+            instrumented(tool("rq"), "worker", "-u", redis_url, queue),
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+            text=True,
+        )
+
+    def stderr(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def running_worker(redis_url: str, queue: str, env: dict[str, str]) -> Iterator[RunningWorker]:
+    """A worker that runs while the block does, stopped with SIGTERM at its end."""
+    worker = RunningWorker(redis_url, queue, env)
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def wait_until_done(queue: Any, count: int, worker: RunningWorker, timeout: float = 300) -> None:
+    """Until ``count`` jobs of ``queue`` have ended (finished or failed), while the worker lives."""
+    deadline = time.monotonic() + timeout
+    while queue.finished_job_registry.count + queue.failed_job_registry.count < count:
+        assert worker.process.poll() is None, worker.stderr()
+        assert time.monotonic() < deadline, f"{queue.finished_job_registry.count} of {count} jobs done"
+        time.sleep(0.2)  # polling Redis for the jobs' end, not waiting out a guess

@@ -21,11 +21,11 @@ def events_by_hash(received: Received) -> dict[str, list]:
 
 
 def run_jobs(
-    receiver, redis_url: str, func: str, count: int, *args: str, queue: str = "e2e"
+    receiver, redis_url: str, func: str, count: int, *args: str, queue: str = "e2e", **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Enqueue and work the jobs; returns the finished worker process."""
     run(instrumented(*enqueue_cmd(redis_url, queue, func, count, *args)), env_with(receiver.otel_env("producer")))
-    return run(instrumented(*rq_worker_cmd(redis_url, queue)), env_with(receiver.otel_env("worker")))
+    return run(instrumented(*rq_worker_cmd(redis_url, queue)), env_with({**receiver.otel_env("worker"), **env}))
 
 
 def clues_errors(process: subprocess.CompletedProcess[str]) -> list[str]:
@@ -92,3 +92,49 @@ def test_two_hundred_jobs_lose_nothing(redis_url):
     assert all([r.attributes["clues.event_type"] for r in records] == SUCCESS for records in grouped.values())
     assert len({s.trace_id for s in received.spans}) == jobs
     assert len(received.spans) == 2 * jobs
+
+
+def test_a_horse_killed_mid_job_has_told_its_story(redis_url):
+    """SIGKILL, as the OOM killer sends it: the horse already reported perform_started."""
+    with otlp_receiver() as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.kill_own_horse", 1)
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 and len(r.spans) >= 2)
+
+    records = next(iter(events_by_hash(received).values()))
+    story = ["enqueued", "dequeued", "perform_started", "failed"]
+    assert [r.attributes["clues.event_type"] for r in records] == story
+    process = next(s for s in received.spans if s.name == "process e2e")
+    assert [e[0] for e in process.events] == story[1:]
+    started, failed = records[2].attributes, records[3].attributes
+    assert started["process.pid"] != records[1].attributes["process.pid"]  # the horse's, not the worker's
+    assert failed["exception.type"] == "WorkHorseKilled"
+    assert "signal 9" in failed["exception.message"]
+    assert failed["clues.time_to_perform"] > 0
+    assert records[3].time_unix_nano >= records[2].time_unix_nano
+
+
+def test_horses_export_nothing_when_jobs_make_no_spans_of_their_own(redis_url):
+    """The worker publishes what its horses report: with exports only at shutdown, the worker
+    makes one request per signal for all its jobs, where a horse flushing would make one per job."""
+    jobs = 20
+    quiet = {"OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BLRP_SCHEDULE_DELAY": "600000"}
+    with otlp_receiver() as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.add", jobs, "1", "1", **quiet)
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 * jobs and len(r.spans) >= 2 * jobs)
+
+    worker_spans = [s for s in received.spans if s.resource["service.name"] == "worker"]
+    assert len(worker_spans) == jobs
+    # The producer flushes once at exit; the worker once when it stops (batches of up to 512).
+    assert received.trace_requests == 2
+    assert received.log_requests == 2
+
+
+def test_a_job_with_spans_of_its_own_still_gets_them_exported_from_its_horse(redis_url):
+    with otlp_receiver() as receiver:
+        run_jobs(receiver, redis_url, "tests.jobs.traced_child", 1)
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 and len(r.spans) >= 3)
+
+    spans = {s.name: s for s in received.spans}
+    process = spans["process e2e"]
+    (child,) = [s for s in received.spans if s.name not in {"send e2e", "process e2e"}]
+    assert child.parent_span_id == process.span_id and child.trace_id == process.trace_id

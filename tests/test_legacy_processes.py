@@ -33,16 +33,17 @@ def test_env_variables_alone_turn_on_the_legacy_file(redis_url, tmp_path):
     path = tmp_path / "rq-clues.log"
     env = clues_env(path)
     run(instrumented(*enqueue_cmd(redis_url, "legacy", "tests.jobs.add", 2, "4", "5")), env)
+    run(instrumented(*enqueue_cmd(redis_url, "legacy", "tests.jobs.retry_until_exhausted", 1)), env)
     run(instrumented(*rq_worker_cmd(redis_url, "legacy")), env)
     events = [json.loads(line) for line in lines_of(path)]
     grouped = defaultdict(list)
     for event in events:
-        grouped[event["metadata"]["event_hash"]].append(event["event_type"])
-    assert len(grouped) == 2
-    # Each process writes its own lines (the worker's dequeued line is batched, the horse's
-    # are flushed as it exits), so a file is ordered per process, not globally.
-    assert [sorted(types, key=SUCCESS.index) for types in grouped.values()] == [SUCCESS, SUCCESS]
-    assert {event["args"][0] for event in events} == {4}
+        grouped[(event["worker_class"], event["metadata"]["event_hash"])].append(event["event_type"])
+    # The forking worker writes its horses' lines too, as they report: each job's lines
+    # are in the file in the order they happened, a retry's enqueue after the failure.
+    retried = ["enqueued", "dequeued", "perform_started", "failed"] * 2
+    assert sorted(grouped.values()) == sorted([SUCCESS, SUCCESS, retried])
+    assert {event["args"][0] for event in events if event["worker_class"] == "tests.jobs.add"} == {4}
 
 
 def test_four_forking_workers_append_to_one_file_through_a_rotation(redis_url, tmp_path):

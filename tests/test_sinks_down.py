@@ -12,13 +12,14 @@ from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, UdpPublisher
 from tests import jobs
-from tests.otlp_receiver import free_port
-from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run
+from tests.otlp_receiver import free_port, otlp_receiver
+from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, running_worker, wait_until_done
 
 JOBS = 20
 
 
 def test_unreachable_otlp_receiver_does_not_slow_a_forking_worker(redis_url):
+    """Jobs with spans of their own: their horses flush those, within a budget that shrinks."""
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     env = env_with(
         {
@@ -31,15 +32,17 @@ def test_unreachable_otlp_receiver_does_not_slow_a_forking_worker(redis_url):
             "OTEL_PYTHON_CLUES_FLUSH_TIMEOUT_MILLIS": "2000",
         }
     )
-    run(enqueue_cmd(redis_url, "unreachable", "tests.jobs.add", JOBS, "1", "1"), env)
+    run(enqueue_cmd(redis_url, "unreachable", "tests.jobs.traced_child", JOBS), env)
     started = time.monotonic()
     worker = run(instrumented(*rq_worker_cmd(redis_url, "unreachable")), env)
     elapsed = time.monotonic() - started
     # Waiting out the 2 s flush budget in every horse would take 40 s; after the first
-    # timeout, horses get 50 ms. (A bound for "does not block", not a benchmark.)
+    # timeout, horses get 50 ms (and one every 10 s the full 2 s, a probe).
+    # (A bound for "does not block", not a benchmark.)
     assert elapsed < 25, elapsed
     # one line for the sink's failure, however many horses met it
     assert worker.stderr.count("clues: flushing telemetry in the work horse failed") == 1, worker.stderr
+    assert "horses now flush within 50 ms" in worker.stderr
     assert (
         Queue("unreachable", connection=__import__("redis").Redis.from_url(redis_url)).finished_job_registry.count
         == JOBS
@@ -154,3 +157,41 @@ def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
     assert sorted(e["event_type"] for e in after) == sorted(
         ["enqueued", "dequeued", "perform_started", "perform_finished"] * 3
     )
+
+
+def test_after_an_outage_a_collector_60ms_away_gets_every_later_jobs_perform_records(redis_url):
+    """Once flushes have timed out, horses flush within 50 ms; the perform records come from the
+    worker, which exports in the background, so a collector 60 ms away still gets all of them."""
+    port = free_port()
+    env = env_with(
+        {
+            "OTEL_SERVICE_NAME": "far-collector",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_LOGS_EXPORTER": "otlp",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_BLRP_SCHEDULE_DELAY": "200",
+        }
+    )
+    queue = Queue("far", connection=__import__("redis").Redis.from_url(redis_url))
+    later = 20
+    with running_worker(redis_url, queue.name, env) as worker:
+        run(enqueue_cmd(redis_url, queue.name, "tests.jobs.traced_child", 5), env_with({}))  # collector down
+        wait_until_done(queue, 5, worker)
+        with otlp_receiver(port=port, delay_seconds=0.06) as receiver:
+            run(enqueue_cmd(redis_url, queue.name, "tests.jobs.add", later, "1", "1"), env_with({}))
+            wait_until_done(queue, 5 + later, worker)
+            received = receiver.wait_for(lambda r: len(perform_records(r, "perform_finished")) >= later)
+    started, finished = perform_records(received, "perform_started"), perform_records(received, "perform_finished")
+    assert len(finished) == later
+    assert {r.attributes["clues.event_hash"] for r in started} >= {r.attributes["clues.event_hash"] for r in finished}
+    assert "horses now flush within 50 ms" in worker.stderr()
+
+
+def perform_records(received, event_type: str) -> list:
+    return [
+        r
+        for r in received.logs
+        if r.attributes["clues.event_type"] == event_type and r.attributes["rq.job.func_name"] == "tests.jobs.add"
+    ]
