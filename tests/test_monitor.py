@@ -175,23 +175,32 @@ def test_sigterm_ends_it_after_a_final_export(redis_conn, redis_url):
     assert latest(points, "rq.job.status", **{QUEUE: "final"})["queued"] == 1
 
 
-def test_one_redis_read_per_collection_shared_by_the_three_gauges(redis_conn):
-    Queue("shared", connection=redis_conn).enqueue(jobs.add, 1, 1)
-    shared = SharedSnapshot(SnapshotReader(redis_conn, ["shared"]).read)
-    reader = InMemoryMetricReader()
-    provider = MeterProvider(metric_readers=[reader])
-    register_gauges(provider.get_meter("test"), shared)
-    before = redis_conn.info("commandstats")
-    for _ in range(3):
-        points = from_sdk(reader.get_metrics_data())
-    after = redis_conn.info("commandstats")
-    provider.shutdown()
-    assert shared.reads == 3
-    script_calls = sum(
-        after.get(c, {}).get("calls", 0) - before.get(c, {}).get("calls", 0)
-        for c in ("cmdstat_evalsha", "cmdstat_eval")
-    )
-    assert script_calls == 3
+def test_one_redis_round_trip_per_collection_shared_by_the_three_gauges(tmp_path):
+    server = PrivateRedis(tmp_path)  # its own server: commandstats counts only this test's commands
+    server.start()
+    try:
+        connection = redis.Redis(port=server.port)
+        Queue("shared", connection=connection).enqueue(jobs.add, 1, 1)
+        shared = SharedSnapshot(SnapshotReader(connection, ["shared"]).read)
+        reader = InMemoryMetricReader()
+        provider = MeterProvider(metric_readers=[reader])
+        register_gauges(provider.get_meter("test"), shared)
+        reader.collect()  # loads the script (a NOSCRIPT reply, SCRIPT LOAD, EVALSHA) once and for all
+        connection.config_resetstat()
+        for _ in range(3):
+            points = from_sdk(reader.get_metrics_data())
+        stats = connection.info("commandstats")
+        provider.shutdown()
+        connection.close()
+    finally:
+        server.stop()
+    assert shared.reads == 4
+    calls = {name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()}
+    # commandstats also counts the commands the script runs inside Redis (LLEN, ZCARD, ...), but
+    # the client sent one EVALSHA per collection and nothing else.
+    assert calls.pop("evalsha") == 3, calls
+    assert calls.pop("llen") == 3, calls  # one queue, read once per collection
+    assert set(calls) <= {"config|resetstat", "smembers", "zcard", "lrange", "hget", "hmget"}, calls
     assert {name for name, _ in points} == {QUEUE_JOBS, OLDEST_JOB_AGE, WORKERS}
 
 
