@@ -165,12 +165,15 @@ def test_unreachable_redis_at_start_exits_2():
     assert "Traceback" not in result.stderr
 
 
-def test_sigterm_ends_it_after_a_final_export(redis_conn, redis_url):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+def test_a_signal_ends_it_after_a_final_export(redis_conn, redis_url, signum):
     Queue("final", connection=redis_conn).enqueue(jobs.add, 1, 1)
     with otlp_receiver() as receiver, running_monitor(receiver, redis_url, "final", interval_ms=600_000) as monitor:
         monitor.wait_for_line("clues monitor: watching")
         assert receiver.received.metric_requests == []  # the first periodic export is 10 minutes away
+        monitor.process.send_signal(signum)
         assert monitor.stop() == 0
+        assert not any("Traceback" in line for line in monitor.lines), "".join(monitor.lines)
         points = await_points(receiver, QUEUE_JOBS, lambda p: bool(p), timeout=10)
     assert latest(points, "rq.job.status", **{QUEUE: "final"})["queued"] == 1
 
