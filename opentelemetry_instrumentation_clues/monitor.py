@@ -17,9 +17,8 @@ import logging
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable
-from types import FrameType
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from opentelemetry.sdk._configuration import _get_exporter_entry_point, _import_exporters
 from opentelemetry.sdk.metrics import MeterProvider
@@ -75,19 +74,27 @@ def connect(url: str) -> Redis:
     return Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS)
 
 
-def _on_signals(stop: threading.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set ``stop``; returns a function that restores the old handlers."""
+#: Signals that end the monitor (after a final export).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Block SIGTERM/SIGINT in this thread and every thread started inside (threads inherit the
+    mask), so the main thread can take them with ``sigwait``.
 
-    def restore() -> None:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-
-    return restore
+    Why not a handler that sets a ``threading.Event``: a second signal landing while the main
+    thread holds the event's lock (it had just woken from the first) deadlocks in the handler.
+    A signal that arrives during the final export stays pending and is consumed here, so it
+    cannot kill the process once the old mask is back.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        while signal.sigpending() & STOP_SIGNALS:
+            signal.sigwait(STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -98,25 +105,23 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     except RedisError as exc:
         print(f"{PROG}: error: cannot reach Redis at {url}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        readers = metric_readers()
-    except (RuntimeError, ValueError) as exc:  # an unknown exporter name or OTLP protocol
-        print(f"{PROG}: error: OTEL_METRICS_EXPORTER: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    stop = threading.Event()
-    restore = _on_signals(stop)
-    provider = MeterProvider(resource=resource(), metric_readers=readers)
-    shared = SharedSnapshot(SnapshotReader(connection, args.queues).read)
-    register_gauges(provider.get_meter(SCOPE, __version__), shared)
-    queues = ", ".join(args.queues) if args.queues else "every queue in rq:queues"
-    _log.info("clues monitor: watching %s at %s; exporters: %s", queues, url, len(readers) or "none")
-    try:
-        stop.wait()
-    finally:
-        provider.shutdown()  # collects and exports one last time
-        restore()
-        connection.close()
+    with stop_signals_blocked():  # before the readers start their threads
+        try:
+            readers = metric_readers()
+        except (RuntimeError, ValueError) as exc:  # an unknown exporter name or OTLP protocol
+            print(f"{PROG}: error: OTEL_METRICS_EXPORTER: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        provider = MeterProvider(resource=resource(), metric_readers=readers)
+        shared = SharedSnapshot(SnapshotReader(connection, args.queues).read)
+        register_gauges(provider.get_meter(SCOPE, __version__), shared)
+        queues = ", ".join(args.queues) if args.queues else "every queue in rq:queues"
+        _log.info("clues monitor: watching %s at %s; exporters: %s", queues, url, len(readers) or "none")
+        try:
+            signal.sigwait(STOP_SIGNALS)
+        finally:
+            provider.shutdown()  # collects and exports one last time
+            connection.close()
     return EXIT_OK
 
 
