@@ -225,3 +225,16 @@ def test_other_exporters_from_the_environment(redis_url, value):
     stdout, _ = process.communicate(timeout=30)
     assert process.returncode == 0
     assert ('"rq.queue.jobs"' in stdout) is (value == "console")
+
+
+def test_an_unknown_exporter_exits_2(redis_url):
+    result = subprocess.run(
+        [tool("clues"), "monitor", "--redis-url", redis_url],
+        env=env_with({"OTEL_METRICS_EXPORTER": "bogus"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "clues monitor: error: OTEL_METRICS_EXPORTER: Requested component 'bogus' not found" in result.stderr
