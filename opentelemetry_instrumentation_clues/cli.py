@@ -4,6 +4,7 @@
     clues trace EVENT_HASH FILE...      one job's events in order
     clues tail FILE                     follow a live log (across rotation), printing matching events
     clues demo                          run a worker on a mix of jobs, log their events, show the stats
+    clues monitor [QUEUE...]            export queue health (jobs by status, oldest job, workers) as OTel metrics
 
 Exit codes: 0 ok; 1 nothing found (no valid events, unknown event_hash); 2 usage error or an input
 that cannot be read. Run as ``clues`` or ``python -m opentelemetry_instrumentation_clues.cli``.
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from . import demo as demo_mod
 from . import stats as stats_mod
@@ -180,6 +182,34 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from .monitor import cmd_monitor as run_monitor  # rq, redis and the SDK: only when it runs
+
+    return run_monitor(args)
+
+
+def _add_monitor_parser(commands: Any) -> argparse.ArgumentParser:
+    monitor = commands.add_parser(
+        "monitor",
+        help="export RQ queue health (jobs by status, oldest waiting job, workers) as OTel metrics",
+        description="Export RQ queue health as OpenTelemetry gauges: rq.queue.jobs (by rq.job.status), "
+        "rq.queue.oldest_job.age and rq.workers (by rq.worker.state), read from Redis in one round trip "
+        "per collection. The exporter comes from the standard environment: OTEL_METRICS_EXPORTER (otlp, "
+        "console, prometheus, none; default otlp), OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_METRIC_EXPORT_INTERVAL "
+        "(ms), OTEL_SERVICE_NAME (default rq-monitor). Runs until SIGTERM or SIGINT, then exports once more.",
+        epilog="exit codes: 0 stopped by a signal, 2 Redis unreachable at start or a bad exporter setting.",
+    )
+    monitor.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help="Redis to watch (default: $RQ_REDIS_URL, $REDIS_URL, else redis://localhost:6379)",
+    )
+    monitor.add_argument("queues", nargs="*", metavar="QUEUE", help="queues to watch (default: every known queue)")
+    monitor.set_defaults(func=cmd_monitor)
+    return monitor
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -259,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `clues demo` imports rq and redis only when it runs: the analysis commands stay standard-library only.
     demo_mod.add_parser(commands)
+    _add_monitor_parser(commands)
     return parser
 
 

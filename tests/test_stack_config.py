@@ -32,6 +32,7 @@ SHARED_SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
 COLLECTOR_CONFIG = ROOT / "deploy" / "otel-collector" / "config.yaml"
 JAEGER_CONFIG = ROOT / "deploy" / "jaeger" / "config.yaml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "rules"
 LOKI_CONFIG = ROOT / "deploy" / "loki" / "config.yaml"
 DASHBOARD_PROVIDER = ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "dashboards.yaml"
 DOCS = ROOT / "docs" / "viewing-stack.md"
@@ -55,7 +56,7 @@ EXPECTED_PUBLISHED = {
 #: Images that cannot run any in-container probe (FROM scratch): no healthcheck possible.
 NO_HEALTHCHECK_POSSIBLE = {"otel-collector"}
 #: Services built from this repository.
-LOCAL_SERVICES = {"worker", "demo"}
+LOCAL_SERVICES = {"worker", "demo", "monitor"}
 
 WORKER_COMMAND = [
     "opentelemetry-instrument",
@@ -68,6 +69,7 @@ WORKER_COMMAND = [
     "slow",
 ]
 DEMO_COMMAND = ["opentelemetry-instrument", "python", "-m", "opentelemetry_instrumentation_clues.demo_producer"]
+MONITOR_COMMAND = ["clues", "monitor", "--redis-url", "redis://redis:6379"]
 
 #: Grafana built-in template variables that need no definition in a dashboard.
 GRAFANA_BUILTIN_VARS = {
@@ -168,6 +170,7 @@ def test_compose_has_every_service(services: dict[str, Any]) -> None:
         "grafana",
         "worker",
         "demo",
+        "monitor",
     }
 
 
@@ -263,8 +266,12 @@ def test_healthchecks(services: dict[str, Any]) -> None:
 def test_worker_and_demo_commands(services: dict[str, Any]) -> None:
     assert _as_list(services["worker"]["command"]) == WORKER_COMMAND
     assert _as_list(services["demo"]["command"]) == DEMO_COMMAND
+    assert _as_list(services["monitor"]["command"]) == MONITOR_COMMAND
     assert services["worker"]["build"]
     assert services["demo"]["image"] == services["worker"]["image"]
+    assert services["monitor"]["image"] == services["worker"]["image"]
+    assert services["monitor"]["environment"]["OTEL_SERVICE_NAME"] == "rq-monitor"
+    assert int(services["monitor"]["environment"]["OTEL_METRIC_EXPORT_INTERVAL"]) <= 15000  # fresh gauges
 
 
 def test_apps_export_to_the_collector(services: dict[str, Any]) -> None:
@@ -284,6 +291,35 @@ def test_apps_export_to_the_collector(services: dict[str, Any]) -> None:
 
 def test_prometheus_otlp_receiver_enabled(services: dict[str, Any]) -> None:
     assert "--web.enable-otlp-receiver" in _as_list(services["prometheus"]["command"])
+
+
+def test_prometheus_stores_exemplars(services: dict[str, Any]) -> None:
+    features = {
+        feature
+        for flag in _as_list(services["prometheus"]["command"])
+        if flag.startswith("--enable-feature=")
+        for feature in flag.split("=", 1)[1].split(",")
+    }
+    assert "exemplar-storage" in features
+    assert load_yaml(PROMETHEUS_CONFIG)["storage"]["exemplars"]["max_exemplars"] > 0
+
+
+def test_prometheus_loads_the_mounted_alert_rules(services: dict[str, Any]) -> None:
+    config_mount = next(
+        v for v in services["prometheus"]["volumes"] if str(v).startswith("./deploy/prometheus/prometheus")
+    )
+    config_dir = str(config_mount).split(":")[1].rsplit("/", 1)[0]
+    mounts = {str(v).split(":")[1]: (ROOT / str(v).split(":")[0]).resolve() for v in services["prometheus"]["volumes"]}
+    rule_files = load_yaml(PROMETHEUS_CONFIG)["rule_files"]
+    assert rule_files
+    for pattern in rule_files:
+        in_container = pattern if pattern.startswith("/") else f"{config_dir}/{pattern}"
+        directory, glob = in_container.rsplit("/", 1)
+        assert mounts.get(directory) == PROMETHEUS_RULES.resolve(), f"{in_container} is not the mounted rules"
+        assert sorted(PROMETHEUS_RULES.glob(glob)), f"{pattern} matches no rule file"
+        assert sorted((PROMETHEUS_CONFIG.parent / directory.rsplit("/", 1)[1]).glob(glob)) == sorted(
+            PROMETHEUS_RULES.glob(glob)
+        ), "the same files beside the repository's prometheus.yml (promtool check config)"
 
 
 # ============================================================================ collector / Jaeger
@@ -358,6 +394,9 @@ def test_collector_exporters_use_current_names_and_reach_backends(services: dict
             host = urlparse(endpoint if "://" in endpoint else f"//{endpoint}").hostname
             assert host in services, f"exporter {name} targets {host}, not a compose service"
     pipelines = load_yaml(COLLECTOR_CONFIG)["service"]["pipelines"]
+    # Exemplars reach Prometheus only if metrics stay OTLP end to end and no processor drops them.
+    assert pipelines["metrics"]["exporters"] == ["otlp_http/prometheus"]
+    assert set(pipelines["metrics"].get("processors", [])) <= {"memory_limiter", "batch"}
     assert "otlp_grpc/jaeger" in pipelines["traces"]["exporters"]
     assert "otlp_http/prometheus" in pipelines["metrics"]["exporters"]
     assert "otlp_http/loki" in pipelines["logs"]["exporters"]
@@ -430,6 +469,13 @@ def test_provisioning_dollars_are_escaped() -> None:
         for value in strings(load_yaml(path)):
             assert not odd_dollar_run.search(value), f"{path.name}: write $$ for a literal $ in {value!r}"
     assert "$${__value.raw}" in sq.DATASOURCES_FILE.read_text()
+
+
+def test_exemplars_link_to_jaeger(ds_by_uid: dict[str, dict[str, Any]]) -> None:
+    prometheus = next(ds for ds in ds_by_uid.values() if ds["type"] == "prometheus")
+    destinations = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    # Prometheus' OTLP receiver stores an exemplar's trace id under the label trace_id.
+    assert [(d["name"], ds_by_uid[d["datasourceUid"]]["type"]) for d in destinations] == [("trace_id", "jaeger")]
 
 
 def test_trace_logs_links(ds_by_uid: dict[str, dict[str, Any]]) -> None:
@@ -627,6 +673,14 @@ def test_jobs_overview_content(dashboards: dict[str, dict[str, Any]]) -> None:
     assert 'le=~"$sla_threshold' in exprs
     for option in variables["sla_threshold"]["options"]:
         assert float(option["value"]) in DURATION_BUCKETS
+    # Duration panels show exemplars (each a link to a job's trace).
+    duration_targets = [t for p in sq.iter_panels(dash) for t in p.get("targets", []) if "_seconds_bucket" in t["expr"]]
+    assert duration_targets
+    assert all(t.get("exemplar") is True for t in duration_targets if "histogram_quantile" in t["expr"])
+    # Queue health from `clues monitor`.
+    for metric in ("rq_queue_jobs{", "rq_queue_oldest_job_age_seconds{", "rq_workers{"):
+        assert metric in exprs
+    assert "rq_job_status" in exprs and "rq_worker_state" in exprs
 
 
 def test_job_explorer_content(dashboards: dict[str, dict[str, Any]]) -> None:

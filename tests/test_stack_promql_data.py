@@ -2,8 +2,9 @@
 
 One run per module: ``opentelemetry-instrument rq worker --with-scheduler default slow`` (the
 compose ``worker`` command) fed by ``tests.stack_feed`` (successes, failures, Retry(max=2)
-jobs, scheduled jobs, jobs that wait in the queue). Both export metrics by OTLP to a real
-receiver *and* serve them with the Python Prometheus exporter, and logs by OTLP.
+jobs, scheduled jobs, jobs that wait in the queue), watched by ``clues monitor`` (the compose
+``monitor`` command). All three export metrics by OTLP to a real receiver *and* serve them with
+the Python Prometheus exporter; worker and producer send logs by OTLP.
 
 * Every dashboard PromQL query returns data (a finite value) from Debian's ``prometheus``
   scraping the two processes, in two shapes: as scraped, and reshaped to what Prometheus 3's
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests import stack_queries as sq
 from tests import stack_run as sr
@@ -41,7 +43,8 @@ from tests.processes import REPO_ROOT, env_with, instrumented, tool
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus binary not installed")
 
-WORKER_SERVICE, PRODUCER_SERVICE = "rq-worker", "rq-demo-producer"
+WORKER_SERVICE, PRODUCER_SERVICE, MONITOR_SERVICE = "rq-worker", "rq-demo-producer", "rq-monitor"
+ALERT_RULES = sorted((REPO_ROOT / "deploy" / "prometheus" / "rules").glob("*.rules.yml"))
 TIME_IN_QUEUE = "rq_job_time_in_queue_seconds"
 SLA_SECONDS = 1.0  # the dashboards' default SLA threshold
 RUN_TIMEOUT = 180
@@ -67,14 +70,19 @@ class Run:
     receiver: OtlpReceiver
     worker_port: int
     producer_port: int
+    monitor_port: int
     worker: subprocess.Popen[str]
     producer: subprocess.Popen[str]
+    monitor: subprocess.Popen[str]
 
     def scrapes(self) -> tuple[sr.Scrape, sr.Scrape]:
         return sr.scrape(self.worker_port), sr.scrape(self.producer_port)
 
+    def monitor_scrape(self) -> sr.Scrape:
+        return sr.scrape(self.monitor_port)
+
     def alive(self) -> None:
-        for name, proc in (("worker", self.worker), ("producer", self.producer)):
+        for name, proc in (("worker", self.worker), ("producer", self.producer), ("monitor", self.monitor)):
             assert proc.poll() is None, f"{name} exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
 
 
@@ -118,6 +126,7 @@ def _run_complete(run: Run) -> bool:
     within = worker.bucket(f"{TIME_IN_QUEUE}_bucket", SLA_SECONDS)
     operations = producer.sum_by("messaging_client_sent_messages_total", "messaging_operation_name")
     events = {r.attributes.get("clues.event_type") for r in run.receiver.received.logs}
+    monitor = run.monitor_scrape()
     return (
         all(outcomes.get(o, 0) >= 2 for o in ("success", "failure", "retried"))
         and set(waited) >= {"default", "slow"}
@@ -126,12 +135,16 @@ def _run_complete(run: Run) -> bool:
         and _offered_event_types() <= events
         and any(r.attributes.get("rq.job.will_retry") for r in run.receiver.received.logs)
         and len(run.receiver.received.metric_requests) >= 2
+        and set(monitor.sum_by("rq_queue_jobs", "messaging_destination_name")) >= {"default", "slow"}
+        and monitor.sum_by("rq_workers", "rq_worker_state", messaging_destination_name="default").get("idle", 0)
+        + monitor.sum_by("rq_workers", "rq_worker_state", messaging_destination_name="default").get("busy", 0)
+        == 1
     )
 
 
 @pytest.fixture(scope="module")
 def run(module_redis_url: str) -> Iterator[Run]:
-    worker_port, producer_port = free_port(), free_port()
+    worker_port, producer_port, monitor_port = free_port(), free_port(), free_port()
     with otlp_receiver() as receiver:
         worker = subprocess.Popen(
             instrumented(tool("rq"), "worker", "--with-scheduler", "-u", module_redis_url, "default", "slow"),
@@ -149,16 +162,24 @@ def run(module_redis_url: str) -> Iterator[Run]:
             stderr=subprocess.PIPE,
             text=True,
         )
-        current = Run(receiver, worker_port, producer_port, worker, producer)
+        monitor = subprocess.Popen(
+            [tool("clues"), "monitor", "--redis-url", module_redis_url],
+            env=_env(receiver, MONITOR_SERVICE, monitor_port),
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        current = Run(receiver, worker_port, producer_port, monitor_port, worker, producer, monitor)
         try:
             _await(
                 "every outcome, both sides of the SLA bucket, every event type", lambda: _run_complete(current), current
             )
             yield current
         finally:
-            for proc in (producer, worker):
+            for proc in (producer, worker, monitor):
                 proc.terminate()
-            for proc in (producer, worker):
+            for proc in (producer, worker, monitor):
                 try:
                     proc.wait(30)
                 except subprocess.TimeoutExpired:
@@ -201,7 +222,11 @@ def prometheus(request: pytest.FixtureRequest, run: Run, tmp_path_factory: pytes
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
         + "".join(
             f"  - job_name: {job}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n{relabel}"
-            for job, port in ((WORKER_SERVICE, run.worker_port), (PRODUCER_SERVICE, run.producer_port))
+            for job, port in (
+                (WORKER_SERVICE, run.worker_port),
+                (PRODUCER_SERVICE, run.producer_port),
+                (MONITOR_SERVICE, run.monitor_port),
+            )
         )
     )
     port = free_port()
@@ -220,7 +245,7 @@ def prometheus(request: pytest.FixtureRequest, run: Run, tmp_path_factory: pytes
         url = f"http://127.0.0.1:{port}"
         try:
             # Ready once both targets have been scraped for a whole rate window.
-            ready = f"min(count_over_time(up[{RATE_WINDOW}s])) >= {RATE_WINDOW - 1} and on() count(up == 1) == 2"
+            ready = f"min(count_over_time(up[{RATE_WINDOW}s])) >= {RATE_WINDOW - 1} and on() count(up == 1) == 3"
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 run.alive()
@@ -277,14 +302,20 @@ def _dashboard_label_names() -> set[str]:
 
 def test_dashboard_metric_and_label_names_are_exposed_by_the_real_run(run: Run) -> None:
     worker, producer = run.scrapes()
-    series = worker.series_names() | producer.series_names()
-    labels = worker.label_names() | producer.label_names()
+    monitor = run.monitor_scrape()
+    series = worker.series_names() | producer.series_names() | monitor.series_names()
+    labels = worker.label_names() | producer.label_names() | monitor.label_names()
     usable = {label for label in labels if not sr.SCRAPE_ONLY_LABEL_RE.fullmatch(label)} | sr.PROMETHEUS_TARGET_LABELS
     metrics, used_labels = sq.promql_names()
     assert metrics <= series, f"dashboards use metrics the run does not expose: {metrics - series}"
     assert used_labels <= usable, f"dashboards use labels the run does not expose: {used_labels - usable}"
     # ...and the dashboards cover every clues instrument the run exposes.
-    clues = {name for (name, labs) in worker.samples if ("otel_scope_name", sr.CLUES_SCOPE) in labs}
+    clues = {
+        name
+        for page in (worker, monitor)
+        for (name, labs) in page.samples
+        if ("otel_scope_name", sr.CLUES_SCOPE) in labs
+    }
     base = re.compile(r"_(bucket|sum|count|total)$")
     assert {base.sub("", m) for m in metrics} == {base.sub("", m) for m in clues}
 
@@ -298,10 +329,13 @@ def test_prometheus3_otlp_translation_gives_the_scraped_names(run: Run) -> None:
         "messaging.client.consumed.messages",
         "messaging.process.duration",
         "rq.job.time_in_queue",
+        "rq.queue.jobs",
+        "rq.queue.oldest_job.age",
+        "rq.workers",
     }
     translated = {s for m in otlp.values() for s in sr.prometheus3_series(m)}
     scraped = set()
-    for page in run.scrapes():
+    for page in (*run.scrapes(), run.monitor_scrape()):
         for name, labels in page.samples:
             if ("otel_scope_name", sr.CLUES_SCOPE) in labels:
                 keys = frozenset(k for k, _ in labels if not sr.SCRAPE_ONLY_LABEL_RE.fullmatch(k))
@@ -414,6 +448,8 @@ def test_otlp_counters_never_go_backwards(run: Run) -> None:
                     continue
                 for m in sm.metrics:
                     kind = m.WhichOneof("data")
+                    if kind == "gauge":  # the monitor's gauges go up and down by nature
+                        continue
                     for p in getattr(m, kind).data_points:
                         value = p.count if kind == "histogram" else getattr(p, p.WhichOneof("value"))
                         attrs = tuple(sorted((kv.key, str(kv.value)) for kv in p.attributes))
@@ -422,3 +458,35 @@ def test_otlp_counters_never_go_backwards(run: Run) -> None:
                             backwards.append((m.name, dict(attrs), last[key][1], value))
                         last[key] = (p.time_unix_nano, value)
     assert not backwards, backwards[:5]
+
+
+# ============================================================================ alert rules
+
+
+def _alert_exprs() -> list[tuple[str, str]]:
+    return [
+        (rule["alert"], rule["expr"])
+        for path in ALERT_RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def test_alert_rules_use_names_the_real_run_exposes(run: Run, prometheus: str) -> None:
+    """The SLA rules (deploy/prometheus/rules/) select series and labels the run really has, and
+    every series they select has data in a Prometheus scraping it (their promtool tests use
+    synthetic series with these same names)."""
+    worker, producer = run.scrapes()
+    monitor = run.monitor_scrape()
+    series = worker.series_names() | producer.series_names() | monitor.series_names()
+    labels = worker.label_names() | producer.label_names() | monitor.label_names() | sr.PROMETHEUS_TARGET_LABELS
+    assert _alert_exprs()
+    for alert, expr in _alert_exprs():
+        metrics, used_labels = sq.promql_names_of(expr)
+        assert metrics <= series, f"{alert}: {metrics - series} not exposed"
+        assert used_labels <= labels, f"{alert}: {used_labels - labels} not exposed"
+        selectors = [f"{name}{{{matchers}}}" for name, matchers in re.findall(r"\b([a-z_]+)\{([^}]*)\}", expr)]
+        for selector in [*sorted(metrics), *selectors]:
+            assert _query(prometheus, selector), f"{alert}: no data for {selector}"
+        _query(prometheus, expr)  # evaluates (whether it fires depends on the run)
