@@ -135,7 +135,7 @@ def safe_text(text: str) -> str:
 def metadata_attributes(metadata: dict[str, Any], limit: int) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {}
     for key, value in metadata.items():
-        name = key if isinstance(key, str) else _safe_key(key)
+        name = key if type(key) is str else _safe_key(key)  # isinstance() may read a user's __class__
         attributes[METADATA_PREFIX + safe_text(cut_text(name, 256))] = attribute_value(value, limit)
     return attributes
 

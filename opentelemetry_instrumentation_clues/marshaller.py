@@ -215,9 +215,12 @@ def _key(key: Any) -> str:
     kind = type(key)
     if issubclass(kind, str):
         return str.__str__(key)
-    if key is None or issubclass(kind, (bool, int, float)):
+    if key is None or kind is bool:
+        return json.dumps(key)
+    if issubclass(kind, (int, float)):
+        number = int.__int__(key) if issubclass(kind, int) else float.__float__(key)  # a subclass's own: user code
         try:
-            return json.dumps(key)  # same spelling json.dumps would have used for the key (no user code)
+            return json.dumps(number)  # same spelling json.dumps would have used for the key
         except ValueError:
             return "<int key>"
     return key_label(key)
