@@ -166,43 +166,79 @@ def _one_line(text: str) -> str:
     return text
 
 
-def _plain_size(value: Any, budget: int) -> int:
-    """A lower bound of the compact JSON length of ``value``, or -1.
+_LEAF_TYPES = frozenset((str, int, float, bool, type(None)))
+_STR_ONLY = frozenset((str,))
+_INT_ONLY = frozenset((int,))
 
-    -1 when ``value`` holds anything but exact ``str``/``int``/``float``/``bool``/``None``,
-    ``list``/``tuple`` and ``dict`` with ``str`` keys (json's C encoder would run user code on
-    subclasses), nests deeper than :data:`MAX_DEPTH`, or needs more than ``budget`` chars.
-    Every node visited adds at least one char, so this looks at O(``budget``) nodes at most,
-    whatever the size of ``value`` (a cycle, too, soon exceeds the budget)."""
+
+def _leaves_size(items: Any, count: int) -> int:
+    """A lower bound of the JSON length of ``count`` exact scalars (without separators), or -1.
+
+    Runs at C speed (``map`` over builtins): a list of plain values is the common large argument."""
+    kinds = set(map(type, items))
+    if not kinds <= _LEAF_TYPES:
+        return -1
+    if kinds == _STR_ONLY:
+        return 2 * count + sum(map(len, items))
+    if kinds == _INT_ONLY:
+        return count + sum(map(int.bit_length, items)) // 4  # a decimal digit holds less than 4 bits
+    if str in kinds:
+        return count + sum(len(item) + 1 for item in items if type(item) is str)
+    return count
+
+
+TOO_BIG = -2
+
+
+def _plain_size(value: Any, budget: int) -> int:
+    """A lower bound of the compact JSON length of ``value``, or -1, or :data:`TOO_BIG`.
+
+    :data:`TOO_BIG` when it needs more than ``budget`` chars; -1 when ``value`` holds anything
+    but exact ``str``/``int``/``float``/``bool``/``None``, ``list``/``tuple`` and ``dict`` with
+    ``str`` keys (json's C encoder would run user code on subclasses) or nests deeper than
+    :data:`MAX_DEPTH`. A container is only looked into once its length alone fits the budget, and every node
+    adds at least one char, so this reads O(``budget``) nodes at most, whatever the size of
+    ``value`` (a cycle, too, soon exceeds the budget)."""
     size = 0
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         kind = type(item)
-        if kind is str:
-            size += len(item) + 2
-        elif kind is int:
-            size += 1 + item.bit_length() // 4  # a decimal digit holds less than 4 bits
-        elif kind is float or kind is bool or item is None:
-            size += 3
-        elif kind is list or kind is tuple:
+        if kind is list or kind is tuple:
             size += 1 + len(item)  # brackets and commas
-            if size > budget or depth >= MAX_DEPTH:
+            if depth >= MAX_DEPTH:
                 return -1
-            stack.extend((element, depth + 1) for element in item)
+            if size > budget:
+                return TOO_BIG
+            leaves = _leaves_size(item, len(item))
+            if leaves >= 0:
+                size += leaves
+            else:
+                stack.extend([(element, depth + 1) for element in item])
         elif kind is dict:
             size += 1 + 2 * len(item)  # braces, colons and commas
-            if size > budget or depth >= MAX_DEPTH:
+            if depth >= MAX_DEPTH:
                 return -1
-            for key, element in item.items():
-                if type(key) is not str:
-                    return -1
-                size += len(key) + 2
-                stack.append((element, depth + 1))
+            if size > budget:
+                return TOO_BIG
+            if set(map(type, item)) != _STR_ONLY and item:
+                return -1
+            size += _leaves_size(item, len(item))  # the keys
+            leaves = _leaves_size(item.values(), len(item))
+            if leaves >= 0:
+                size += leaves
+            else:
+                stack.extend([(element, depth + 1) for element in item.values()])
+        elif kind is str:
+            size += len(item) + 2
+        elif kind is int:
+            size += 1 + item.bit_length() // 4
+        elif kind in _LEAF_TYPES:
+            size += 3
         else:
             return -1
         if size > budget:
-            return -1
+            return TOO_BIG
     return size
 
 
@@ -384,9 +420,11 @@ class _Cutter:
     # list of plain values costs C speed; only the elements near the cut (and values the
     # encoder refuses, or that may hold a secret key) are walked one by one.
     def fits_whole(self, part: list[Any] | dict[str, Any], first: bool) -> int:
-        """Take ``part`` whole if it encodes and fits: 0. Else the size it would need (-1: not encodable)."""
-        if _plain_size(part, self.limit - self.used + 2) < 0:  # not plain, or cannot fit: narrow down
-            return -1
+        """Take ``part`` whole if it encodes and fits: 0. Else the size it would need (-1: not encodable,
+        :data:`TOO_BIG`: too long, not read to the end)."""
+        plain = _plain_size(part, self.limit - self.used + 2)
+        if plain < 0:
+            return plain
         try:
             text = _encode(part)
         except _FAST_FAILURES:
@@ -403,7 +441,10 @@ class _Cutter:
         self.used += size
         return 0
 
-    def next_chunk(self, chunk: int, taken: int, needed: int) -> int:
+    def next_chunk(self, chunk: int, taken: int, needed: int, done: int = 0, done_size: int = 0) -> int:
+        """How many elements to try next, after ``taken`` did not fit whole (``done`` did, in ``done_size`` chars)."""
+        if needed == TOO_BIG and done:  # guess from the elements taken so far, shrinking by 1/8 at least
+            return min(taken * 7 // 8, max(0, self.limit - self.used) * done // max(done_size, 1))
         if needed < 0:  # refused by the encoder (or may hold a secret): narrow down to the culprit
             return chunk // 2
         # Too long: guess how many of these elements fit in the room left.
@@ -413,6 +454,7 @@ class _Cutter:
         """``values`` (exact list or tuple) as a list; ``total`` is the length of the original."""
         out: list[Any] = []
         self.used += 2  # []
+        start = self.used
         index, chunk = 0, _FIRST_CHUNK
         if depth == 0 and self.whole_size > self.limit:  # known too long: start with what may fit
             chunk = len(values) * self.limit // self.whole_size
@@ -425,7 +467,7 @@ class _Cutter:
                     index += len(part)
                     chunk = min(chunk * 2, _MAX_CHUNK)
                     continue
-                chunk = self.next_chunk(chunk, len(part), needed)
+                chunk = self.next_chunk(chunk, len(part), needed, index, self.used - start)
                 if chunk > 1:
                     continue
             if index:
@@ -444,6 +486,7 @@ class _Cutter:
     def mapping(self, value: dict[Any, Any], depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         self.used += 2  # {}
+        start = self.used
         total = dict.__len__(value)
         items = iter(dict.items(value))  # not value.items(): a subclass's override is user code
         index, chunk = 0, _FIRST_CHUNK
@@ -469,7 +512,7 @@ class _Cutter:
                         del pending[: len(head)]
                         chunk = min(chunk * 2, _MAX_CHUNK)
                         continue
-                    chunk = self.next_chunk(chunk, len(head), needed)
+                    chunk = self.next_chunk(chunk, len(head), needed, index, self.used - start)
                     if chunk > 1:
                         continue
                 else:
