@@ -33,10 +33,12 @@ import base64
 import datetime as _dt
 import json
 import math
+import operator
+from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
-from itertools import islice
+from itertools import accumulate, islice
 from typing import Any
 
 from .redaction import REDACTED, Redactor
@@ -74,6 +76,7 @@ def _make_encode() -> Callable[[Any], str]:
 
 
 _encode = _make_encode()
+_quoted_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii
 # What json's C encoder may raise, including from user code it runs (a dict subclass's items()).
 _FAST_FAILURES = (Exception,)
 
@@ -446,7 +449,7 @@ class _Cutter:
         if needed == TOO_BIG and done:  # guess from the elements taken so far, shrinking by 1/8 at least
             return min(taken * 7 // 8, max(0, self.limit - self.used) * done // max(done_size, 1))
         if needed < 0:  # refused by the encoder (or may hold a secret): narrow down to the culprit
-            return chunk // 2
+            return min(chunk, taken) // 2
         # Too long: guess how many of these elements fit in the room left.
         return min(taken - 1, taken * max(0, self.limit - self.used) // max(needed, 1))
 
@@ -455,8 +458,10 @@ class _Cutter:
         out: list[Any] = []
         self.used += 2  # []
         start = self.used
-        index, chunk = 0, _FIRST_CHUNK
-        if depth == 0 and self.whole_size > self.limit:  # known too long: start with what may fit
+        index, chunk = self.leading_scalars(values, out), _FIRST_CHUNK
+        if index and self.used + 2 >= self.limit:
+            chunk = 1  # the next element does not fit whole: it is cut below
+        elif depth == 0 and self.whole_size > self.limit:  # known too long: start with what may fit
             chunk = len(values) * self.limit // self.whole_size
         while index < len(values) and not self.cut:
             if chunk > 1:
@@ -482,6 +487,47 @@ class _Cutter:
             self.cut = True
             out.append(self.marker(f"…[truncated {total - index} items]"))
         return out
+
+    def leading_scalars(self, values: list[Any] | tuple[Any, ...], out: list[Any]) -> int:
+        """Take as many leading elements as fit whole when all that could fit are ints, or ASCII strs.
+
+        The common long argument (ids, names): their JSON lengths are summed by ``map`` and
+        ``accumulate`` over builtins and the cut found by bisection, all at C speed, instead of
+        encoding trial chunks. Returns how many were taken (0: not such a list; the chunks do it)."""
+        room = self.limit - self.used
+        probe = values[:_FIRST_CHUNK]
+        if len(probe) < 2:
+            return 0
+        # Each element takes 2 chars at least, with its comma; a str of the probe's mean length more.
+        mean = sum(map(len, probe)) / len(probe) if set(map(type, probe)) == _STR_ONLY else 0
+        head = values[: min(room // 2, int(1.5 * room / (mean + 3))) + 2]
+        kinds = set(map(type, head))
+        if kinds == _INT_ONLY:  # no comma inside an int: the cut is the last comma that fits
+            try:
+                text = _encode(head)  # raises past sys.get_int_max_str_digits()
+            except ValueError:
+                return 0
+            if len(text) - 2 <= room:
+                taken, size = len(head), len(text) - 2
+            else:
+                comma = text.rfind(",", 0, room + 2)
+                taken, size = (text.count(",", 0, comma) + 1, comma - 1) if comma > 0 else (0, 0)
+        elif kinds == _STR_ONLY and all(map(str.isascii, head)):
+            lengths = list(map(len, head))
+            if len(_encode(head)) == sum(lengths) + 3 * len(head) + 1:  # nothing escaped: "a","b"
+                lengths_json = accumulate(lengths)
+                steps = range(2, 3 * len(head) + 2, 3)  # quotes and commas
+            else:
+                lengths_json = accumulate(map(len, map(_quoted_ascii, head)))
+                steps = range(len(head))  # commas
+            ends = list(map(operator.add, lengths_json, steps))
+            taken = bisect_right(ends, room)  # ends[i]: length of the first i + 1 strings with their commas
+            size = ends[taken - 1] if taken else 0
+        else:
+            return 0
+        out.extend(head[:taken])
+        self.used += size
+        return taken
 
     def mapping(self, value: dict[Any, Any], depth: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
