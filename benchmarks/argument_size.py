@@ -40,6 +40,7 @@ from tests.conftest import _leased_database
 SHAPES: list[tuple[str, Callable[[], tuple[Any, ...]], int]] = [
     ("small args", lambda: (1, 2), 400),
     ("1,000-int list", lambda: (list(range(1000)), 2), 300),
+    ("100,000-int list", lambda: (list(range(100_000)), 2), 40),
     ("2,000-key dict of 100-item lists", lambda: ({f"key-{i}": list(range(100)) for i in range(2000)}, 2), 20),
 ]
 
