@@ -24,7 +24,7 @@ class Propagation(str, Enum):
 ENV_PREFIX = "OTEL_PYTHON_CLUES_"
 # How long one job's arguments may take to render with args_repr (all their reprs together):
 # past it they are spelled by type name, and after a few such timeouts repr is switched off.
-ARGS_REPR_TIMEOUT_SECONDS = 0.1
+ARGS_REPR_TIMEOUT_SECONDS = 0.2  # enough for a thread hand-off on a loaded machine
 
 
 def _env(name: str) -> str | None:
