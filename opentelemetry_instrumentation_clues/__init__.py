@@ -47,6 +47,9 @@ and the producer likewise (``opentelemetry-instrument python app.py``). In code:
 * ``args_sanitizer`` (env ``OTEL_PYTHON_CLUES_ARGS_SANITIZER=package.module:function``):
   ``sanitizer(func_name, args, kwargs) -> (args, kwargs)``, applied before redaction, once per job
   and process; if it raises, the arguments are withheld and the error is logged once.
+* ``args_repr`` (default false; env ``OTEL_PYTHON_CLUES_ARGS_REPR``): arguments without a JSON
+  form are shown by type name (``<app.models.Invoice>``) and none of their code runs; true shows
+  them by ``repr()``, run off the enqueuing/working thread with a 200 ms limit per job.
 * ``event_publisher``, ``event_marshaller``, ``item_preprocessor`` (env
   ``OTEL_PYTHON_CLUES_PUBLISHER``, ``…_EVENT_MARSHALLER``, ``…_ITEM_PREPROCESSOR``): the seed's
   JSON-line output, e.g. ``instrument(event_publisher=LogPublisher("/var/log/rq-clues.log"))``.

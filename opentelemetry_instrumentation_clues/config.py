@@ -11,6 +11,7 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
+from .bounded_call import BoundedCaller
 from .redaction import DEFAULT_REDACT_KWARGS, ArgsSanitizer, ArgumentPolicy, Redactor
 
 
@@ -21,6 +22,9 @@ class Propagation(str, Enum):
 
 
 ENV_PREFIX = "OTEL_PYTHON_CLUES_"
+# How long one job's arguments may take to render with args_repr (all their reprs together):
+# past it they are spelled by type name, and after a few such timeouts repr is switched off.
+ARGS_REPR_TIMEOUT_SECONDS = 0.2  # enough for a thread hand-off on a loaded machine
 
 
 def _env(name: str) -> str | None:
@@ -46,11 +50,16 @@ class CluesConfig:
     redact_kwargs: tuple[str, ...] = DEFAULT_REDACT_KWARGS
     # (func_name, args, kwargs) -> (args, kwargs), applied before redaction.
     args_sanitizer: ArgsSanitizer | None = field(default=None, compare=False)
+    # Spell argument objects without a JSON form by repr() (time-limited) instead of their type name.
+    args_repr: bool = False
 
     @cached_property
     def arguments(self) -> ArgumentPolicy:
         """How a job's arguments are made safe before they go on events (built once)."""
-        return ArgumentPolicy(sanitizer=self.args_sanitizer, redactor=Redactor(self.redact_kwargs))
+        repr_caller = BoundedCaller("args repr", ARGS_REPR_TIMEOUT_SECONDS) if self.args_repr else None
+        return ArgumentPolicy(
+            sanitizer=self.args_sanitizer, redactor=Redactor(self.redact_kwargs), repr_caller=repr_caller
+        )
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> CluesConfig:
@@ -68,6 +77,7 @@ class CluesConfig:
             choices = ", ".join(p.value for p in Propagation)
             raise ValueError(f"clues propagation must be one of {choices}, not {propagation!r}") from None
         capture = pick("capture_args", "CAPTURE_ARGS")
+        args_repr = pick("args_repr", "ARGS_REPR")
         sanitizer = kwargs.get("args_sanitizer")
         if sanitizer is None and _env("ARGS_SANITIZER"):
             sanitizer = load_callable(str(_env("ARGS_SANITIZER")), ENV_PREFIX + "ARGS_SANITIZER")
@@ -88,6 +98,7 @@ class CluesConfig:
             ),
             redact_kwargs=_key_list(pick("redact_kwargs", "REDACT_KWARGS"), cls.redact_kwargs),
             args_sanitizer=sanitizer,
+            args_repr=cls.args_repr if args_repr is None else _flag(args_repr),
         )
 
 

@@ -20,8 +20,8 @@ from opentelemetry.util.types import AttributeValue
 if TYPE_CHECKING:
     from .job_context import JobClues
 
+from .bounded import Describe, clean_text, cut_middle, cut_text, repr_or_label, type_label
 from .bounded import bounded_json as _bounded_json
-from .bounded import clean_text, cut_middle, cut_text
 from .config import CluesConfig
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
@@ -74,29 +74,55 @@ def hostname() -> str:
     return _hostname
 
 
-def bounded_json(value: Any, limit: int, redactor: Redactor | None = None) -> str:
+def bounded_json(value: Any, limit: int, redactor: Redactor | None = None, describe: Describe | None = None) -> str:
     """Valid, single-line JSON text of ``value``, cut structurally to about ``limit`` chars.
 
-    See :mod:`.bounded`: at most ``limit + MAX_OVERSHOOT`` chars, never raises, and
-    keys that look secret are redacted when a ``redactor`` is given.
+    See :mod:`.bounded`: at most ``limit + MAX_OVERSHOOT`` chars, never raises, runs no
+    user code unless ``describe`` does, and keys that look secret are redacted when a
+    ``redactor`` is given.
     """
-    return _bounded_json(value, limit, redactor)
+    return _bounded_json(value, limit, redactor, describe)
+
+
+def render_arguments(args: Any, kwargs: Any, limit: int, arguments: ArgumentPolicy) -> tuple[str, str]:
+    """Bounded JSON of a job's args and kwargs, objects without a JSON form spelled by type name.
+
+    With ``args_repr`` they are spelled by ``repr()`` instead, which is user code and may
+    sleep or hang: both are rendered in the policy's helper thread, and when that does not
+    finish in time (or is switched off after repeated timeouts) the caller renders them by
+    type name after all. Either way the enqueue or dequeue waits a bounded time."""
+    caller = arguments.repr_caller
+    if caller is not None:
+        result: list[str] = []
+
+        def render() -> None:
+            result.append(bounded_json(args, limit, arguments.redactor, repr_or_label))
+            result.append(bounded_json(kwargs, limit, arguments.redactor, repr_or_label))
+
+        if caller.call(render) and len(result) == 2:
+            return result[0], result[1]
+    return bounded_json(args, limit, arguments.redactor), bounded_json(kwargs, limit, arguments.redactor)
 
 
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 def attribute_value(value: Any, limit: int) -> AttributeValue:
-    """An OTel attribute value for arbitrary user metadata (exportable by OTLP)."""
-    if isinstance(value, bool):
+    """An OTel attribute value for arbitrary user metadata (exportable by OTLP).
+
+    Subclasses of int, float and str are read through the builtin's own methods, and
+    anything else goes to :func:`bounded_json`: no user code runs here."""
+    kind = type(value)
+    if kind is bool:
         return bool(value)
-    if isinstance(value, int):
-        if _INT64[0] <= value <= _INT64[1]:
-            return int(value)
-        return bounded_json(value, limit)  # OTLP ints are 64-bit
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
+    if issubclass(kind, int):
+        number = int.__int__(value)
+        if _INT64[0] <= number <= _INT64[1]:
+            return number
+        return bounded_json(number, limit)  # OTLP ints are 64-bit
+    if issubclass(kind, float):
+        return float.__float__(value)
+    if issubclass(kind, str):
         return safe_text(cut_text(str.__str__(value), limit))
     return bounded_json(value, limit)
 
@@ -109,16 +135,16 @@ def safe_text(text: str) -> str:
 def metadata_attributes(metadata: dict[str, Any], limit: int) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {}
     for key, value in metadata.items():
-        name = key if isinstance(key, str) else _safe_key(key)
+        name = key if type(key) is str else _safe_key(key)  # isinstance() may read a user's __class__
         attributes[METADATA_PREFIX + safe_text(cut_text(name, 256))] = attribute_value(value, limit)
     return attributes
 
 
 def _safe_key(key: Any) -> str:
-    try:
+    """str() of a builtin scalar key; any other key by its type name (its __str__ is user code)."""
+    if type(key) in (bool, int, float, type(None)):
         return str(key)
-    except Exception:
-        return f"<unprintable {type(key).__name__}>"
+    return str.__str__(key) if issubclass(type(key), str) else type_label(key)
 
 
 @dataclass(frozen=True)
@@ -199,8 +225,7 @@ class JobFacts:
         if capture_args:
             args, kwargs = _job_arguments(job)
             args, kwargs = arguments.sanitized(worker_class, args, kwargs)
-            attributes[ARGS] = bounded_json(args, limit, arguments.redactor)
-            attributes[KWARGS] = bounded_json(kwargs, limit, arguments.redactor)
+            attributes[ARGS], attributes[KWARGS] = render_arguments(args, kwargs, limit, arguments)
         attributes.update(metadata_attributes(metadata, limit))
         metric_attributes: dict[str, AttributeValue] = {
             MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,

@@ -8,8 +8,9 @@ that order, e.g.::
      "metadata":{"event_hash":"…","hostname":"…","process":30731},"worker_class":"TestWorker","args":[1,2]}
 
 It never raises on what a job puts into its args or metadata: values JSON cannot represent
-(bytes, datetimes, Decimals, sets, arbitrary objects, cycles, huge ints, NaN) are replaced by
-a string representation instead.
+(bytes, datetimes, Decimals, sets, cycles, huge ints, NaN) are replaced by a string
+representation instead, and other objects by their type name (``<app.models.Invoice>``):
+no user ``__repr__``, ``__str__`` or container override ever runs here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Protocol
+
+from .bounded import key_label, type_label
 
 __all__ = ["EventMarshaller", "format_timestamp", "json_marshaller"]
 
@@ -86,9 +89,11 @@ def json_marshaller(
         "args": args,
     }
     try:
+        if not _encoder_safe(event):  # json's C encoder would call a subclass's items() or __iter__
+            raise _NeedsSanitizing
         line = _ENCODER.encode(event)
     except Exception:
-        # Cycles, NaN, non-string keys, huge ints, a __repr__ that raises, too deep:
+        # Cycles, NaN, non-string keys, huge ints, subclasses of containers, too deep:
         # rebuild the event from plain values only, which json cannot refuse.
         try:
             line = _ENCODER.encode(_sanitize(event, 0, set()))
@@ -107,45 +112,88 @@ def json_marshaller(
     return line
 
 
-def _default(value: object) -> object:
-    """JSON fallback for values the encoder does not know (called by json for each one)."""
-    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)  # exact; a float would silently lose digits
-    if isinstance(value, bytes | bytearray | memoryview):
+class _NeedsSanitizing(Exception):
+    pass
+
+
+def _encoder_safe(value: Any) -> bool:
+    """Whether json's C encoder can take ``value`` without running user code.
+
+    It calls ``items()`` of a dict subclass and iterates a list or tuple subclass through
+    their own methods, and :func:`_default` may turn a set or an Enum into such containers:
+    those go to :func:`_sanitize`, which reads them through the builtins' methods. Cycles
+    and nesting past the depth limit are left to it too."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list or kind is tuple:
+            if depth >= _MAX_DEPTH or id(item) in seen:
+                return False
+            seen.add(id(item))
+            children = dict.values(item) if kind is dict else item
+            stack.extend((child, depth + 1) for child in children)
+        elif issubclass(kind, (dict, list, tuple, set, frozenset, Enum)):
+            return False
+    return True
+
+
+def _default(value: Any) -> object:
+    """JSON fallback for values the encoder does not know (called by json for each one).
+
+    Read through the builtins' own methods; objects without a JSON form are named by type."""
+    kind = type(value)
+    if issubclass(kind, _dt.datetime):
+        return _dt.datetime.isoformat(value)
+    if issubclass(kind, _dt.date):
+        return _dt.date.isoformat(value)
+    if issubclass(kind, _dt.time):
+        return _dt.time.isoformat(value)
+    if issubclass(kind, Decimal):
+        return Decimal.__str__(value)  # exact; a float would silently lose digits
+    if issubclass(kind, bytes):
+        return _bytes_to_str(bytes.__getitem__(value, slice(None)))
+    if issubclass(kind, bytearray):
+        return _bytes_to_str(bytes(bytearray.__getitem__(value, slice(None))))
+    if issubclass(kind, memoryview):
         return _bytes_to_str(bytes(value))
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, set | frozenset):
-        return _sorted_if_possible(value)
-    if isinstance(value, Mapping):
-        return dict(value)
+    if issubclass(kind, Enum):
+        return object.__getattribute__(value, "_value_")
+    if issubclass(kind, set):
+        return _sorted_if_possible(list(set.__iter__(value)))
+    if issubclass(kind, frozenset):
+        return _sorted_if_possible(list(frozenset.__iter__(value)))
     return _safe_str(value)
 
 
-def _sanitize(value: object, depth: int, path: set[int]) -> object:
+def _sanitize(value: Any, depth: int, path: set[int]) -> object:
     """Plain-JSON copy of ``value``: cycles and too-deep nesting become marker strings."""
-    if value is None or isinstance(value, str | bool):
+    kind = type(value)
+    if value is None or kind is bool:
         return value
-    if isinstance(value, int):
+    if issubclass(kind, str):
+        return str.__str__(value)
+    if issubclass(kind, int) and not issubclass(kind, Enum):
         try:
             int.__repr__(value)  # raises past sys.get_int_max_str_digits()
-            return value
+            return int.__int__(value)
         except ValueError:
-            return f"<int of {value.bit_length()} bits>"
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
+            return f"<int of {int.bit_length(value)} bits>"
+    if issubclass(kind, float) and not issubclass(kind, Enum):
+        number = float.__float__(value)
+        return number if math.isfinite(number) else float.__repr__(number)
     if depth >= _MAX_DEPTH:
         return "<too deep>"
     if id(value) in path:
         return "<cycle>"
-    if isinstance(value, dict | list | tuple):
+    if issubclass(kind, (dict, list, tuple)):
         path.add(id(value))
         try:
-            if isinstance(value, dict):
-                return {_key(k): _sanitize(v, depth + 1, path) for k, v in value.items()}
-            return [_sanitize(v, depth + 1, path) for v in value]
+            if issubclass(kind, dict):
+                return {_key(k): _sanitize(v, depth + 1, path) for k, v in dict.items(value)}
+            iterate = list.__iter__ if issubclass(kind, list) else tuple.__iter__
+            return [_sanitize(v, depth + 1, path) for v in iterate(value)]
         except Exception:
             return _safe_str(value)
         finally:
@@ -154,7 +202,7 @@ def _sanitize(value: object, depth: int, path: set[int]) -> object:
         converted = _default(value)
     except Exception:
         return _safe_str(value)
-    if isinstance(converted, str):
+    if type(converted) is str:
         return converted
     path.add(id(value))
     try:
@@ -163,19 +211,33 @@ def _sanitize(value: object, depth: int, path: set[int]) -> object:
         path.discard(id(value))
 
 
-def _key(key: object) -> str:
-    if isinstance(key, str):
-        return key
-    if key is None or isinstance(key, bool | int | float):
-        return json.dumps(key)  # same spelling json.dumps would have used for the key
-    return _safe_str(key)
+def _key(key: Any) -> str:
+    kind = type(key)
+    if issubclass(kind, str):
+        return str.__str__(key)
+    if key is None or kind is bool:
+        return json.dumps(key)
+    if issubclass(kind, (int, float)):
+        number = int.__int__(key) if issubclass(kind, int) else float.__float__(key)  # a subclass's own: user code
+        try:
+            return json.dumps(number)  # same spelling json.dumps would have used for the key
+        except ValueError:
+            return "<int key>"
+    return key_label(key)
 
 
-def _sorted_if_possible(values: set[Any] | frozenset[Any]) -> list[Any]:
-    try:
-        return sorted(values)  # stable output for sets of comparable values
-    except Exception:
-        return list(values)
+_SORTABLE = frozenset((str, int, float))
+
+
+def _sorted_if_possible(values: list[Any]) -> list[Any]:
+    """Sorted for stable output when all are builtin numbers or all strings (others' __lt__ is user code)."""
+    kinds = {type(v) for v in values}
+    if (len(kinds) == 1 and kinds <= _SORTABLE) or kinds <= {int, float}:
+        try:
+            return sorted(values)
+        except Exception:  # pragma: no cover - builtins of one kind compare
+            return values
+    return values
 
 
 def _bytes_to_str(raw: bytes) -> str:
@@ -185,14 +247,19 @@ def _bytes_to_str(raw: bytes) -> str:
         return "base64:" + base64.b64encode(raw).decode("ascii")
 
 
-def _safe_str(value: object) -> str:
-    try:
-        return repr(value) if not isinstance(value, str) else value
-    except Exception:
+def _safe_str(value: Any) -> str:
+    """Text for a value without a JSON form: builtin scalars by repr, anything else by type name.
+
+    Never a user's ``__repr__``/``__str__``: they may be slow or hang (docs/design.md)."""
+    kind = type(value)
+    if issubclass(kind, str):
+        return str.__str__(value)
+    if value is None or kind in (bool, int, float, complex):
         try:
-            return f"<unrepresentable {type(value).__qualname__}>"
-        except Exception:
-            return "<unrepresentable>"
+            return repr(value)
+        except ValueError:  # an int past sys.get_int_max_str_digits()
+            return f"<int of {int.bit_length(value)} bits>"
+    return type_label(value)
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .bounded import bounded_json, type_label
 from .bounded_call import BoundedCaller
 from .safety import errors
 
@@ -49,14 +50,26 @@ class Preprocessing:
         if not isinstance(metadata, dict):
             errors.record("item preprocessor", MetadataNotADict("item['clues_metadata'] must stay a dict"))
             return {}
-        return {str(key): storable(value) for key, value in metadata.items()}
+        return {_key_text(key): storable(value) for key, value in dict.items(metadata)}
+
+
+def _key_text(key: Any) -> str:
+    """A metadata key as text; str() only of builtin scalars (another type's __str__ is user code)."""
+    return str(key) if type(key) in (str, bool, int, float, type(None)) else type_label(key)
+
+
+# Metadata values are cut at max_value_length when they go on events; this only keeps job.meta small.
+STORED_VALUE_LIMIT = 65536
 
 
 def storable(value: Any) -> Any:
-    """A value that any rq serializer (pickle or JSON) can save in job.meta."""
-    if value is None or isinstance(value, (str, bool, int, float)):
+    """A value that any rq serializer (pickle or JSON) can save in job.meta.
+
+    Runs on the enqueuing thread, so no user code: what is not plain JSON data is
+    converted by :func:`bounded_json` (objects spelled by type name, never ``repr``)."""
+    if value is None or type(value) in (str, bool, int, float):
         return value
     try:
-        return json.loads(json.dumps(value))
-    except (TypeError, ValueError, RecursionError):
-        return repr(value)
+        return json.loads(bounded_json(value, STORED_VALUE_LIMIT))
+    except ValueError:  # pragma: no cover - bounded_json always returns valid JSON
+        return type_label(value)

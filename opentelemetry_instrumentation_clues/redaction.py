@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .bounded_call import BoundedCaller
 from .safety import errors
 
 REDACTED = "[REDACTED]"
@@ -107,6 +108,8 @@ class ArgumentPolicy:
 
     sanitizer: ArgsSanitizer | None = None
     redactor: Redactor = NO_REDACTION
+    # Objects without a JSON form: spelled by repr() in a helper thread with a time limit (None: by type name).
+    repr_caller: BoundedCaller | None = None
 
     def sanitized(self, func_name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """The arguments after the user's sanitizer; markers when it fails (logged once)."""

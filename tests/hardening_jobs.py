@@ -72,3 +72,27 @@ def clues_with_log_file(captured: Any, path: Any, **instrument_kwargs: Any) -> I
 def raise_huge(size: int) -> None:
     """Fails with a message of ``size`` chars that ends in a recognisable tail."""
     raise ValueError("x" * size + " THE END")
+
+
+class SlowRepr:
+    """Its __repr__ notes the call in a marker file, then sleeps: clues must never call it by default."""
+
+    def __init__(self, marker: str, seconds: float = 2.0) -> None:
+        self.marker = marker
+        self.seconds = seconds
+
+    def __repr__(self) -> str:
+        import os
+        import time
+
+        with open(self.marker, "a", encoding="utf-8") as file:
+            file.write(f"{type(self).__name__}.__repr__ in pid {os.getpid()}\n")
+        time.sleep(self.seconds)
+        return f"{type(self).__name__}()"
+
+
+class HangingRepr(SlowRepr):
+    """Its __repr__ notes the call, then does not return for an hour (for a test: forever)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(marker, 3600.0)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, json_marshaller
-from opentelemetry_instrumentation_clues.bounded import MAX_DEPTH, MAX_OVERSHOOT, TOO_DEEP
+from opentelemetry_instrumentation_clues.bounded import MAX_DEPTH, MAX_OVERSHOOT, TOO_DEEP, repr_or_label
 from opentelemetry_instrumentation_clues.events import ARGS, KWARGS, JobFacts, attribute_value, bounded_json
 from opentelemetry_instrumentation_clues.redaction import DEFAULT_POLICY
 from tests import hardening_jobs
@@ -119,26 +119,18 @@ def test_deep_nesting_is_cut_with_a_marker():
 
 
 def test_values_json_cannot_hold_are_spelled_readably():
-    parsed = json.loads(
-        bounded_json(
-            [
-                b"raw",
-                b"\xff\xfe",
-                dt.datetime(2024, 2, 29, 12, 0),
-                Decimal("1.10"),
-                {2, 1},
-                Opaque(3),
-                BadRepr(),
-                math.nan,
-                cyclic_list(),
-            ],
-            LIMIT,
-        )
-    )
-    assert parsed[:6] == ["raw", "base64://4=", "2024-02-29T12:00:00", "1.10", [1, 2], "Opaque(3)"]
-    assert parsed[6] == "<unrepresentable BadRepr>"
+    values = [b"raw", b"\xff\xfe", dt.datetime(2024, 2, 29, 12, 0), Decimal("1.10"), {2, 1}]
+    values += [Opaque(3), BadRepr(), math.nan, cyclic_list()]
+    parsed = json.loads(bounded_json(values, LIMIT))
+    assert parsed[:5] == ["raw", "base64://4=", "2024-02-29T12:00:00", "1.10", [1, 2]]
+    # Other objects by their type name: their __repr__ is user code, which never runs by default.
+    assert parsed[5:7] == ["<tests.hardening_jobs.Opaque>", "<tests.hardening_jobs.BadRepr>"]
     assert parsed[7] == "nan"
     assert parsed[8] == [1, "two", "<cycle>"]
+    # args_repr's describe: repr() where it works, else the type name again.
+    with_repr = json.loads(bounded_json(values, LIMIT, describe=repr_or_label))
+    assert with_repr[5:7] == ["Opaque(3)", "<tests.hardening_jobs.BadRepr>"]
+    assert with_repr[:5] == parsed[:5]
 
 
 def test_small_plain_arguments_are_encoded_as_before():
@@ -262,13 +254,22 @@ JOB_ARGS = [
 JOB_KWARGS = {"blob": "z" * 10_000_000, "when": dt.date(2024, 1, 1), "lines": "a\nb", "weird": BadRepr()}
 
 
-def run_job(redis_conn, path: Path, captured, *args: Any, instrumented: bool = True, **kwargs: Any) -> Any:
+def run_job(
+    redis_conn,
+    path: Path,
+    captured,
+    *args: Any,
+    instrumented: bool = True,
+    instrument_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
     instrumentor = CluesInstrumentor()
     if instrumented:
         instrumentor.instrument(
             tracer_provider=captured.tracer_provider,
             logger_provider=captured.logger_provider,
             event_publisher=LogPublisher(path),
+            **(instrument_kwargs or {}),
         )
     try:
         queue = Queue("hostile", connection=redis_conn)
@@ -309,10 +310,28 @@ def test_arguments_are_converted_once_per_job_and_process_not_once_per_event(red
     run_job(redis_conn, tmp_path / "plain.log", captured, CountingRepr(), CountingRepr(), instrumented=False)
     by_rq = CountingRepr.calls
     CountingRepr.calls = 0
-    run_job(redis_conn, tmp_path / "clues.log", captured, CountingRepr(), CountingRepr())
+    run_job(
+        redis_conn,
+        tmp_path / "clues.log",
+        captured,
+        CountingRepr(),
+        CountingRepr(),
+        instrument_kwargs={"args_repr": True},
+    )
     assert captured.event_types() == SUCCESS
     # one JobFacts at enqueue and one at dequeue, each converting both arguments once
     assert CountingRepr.calls - by_rq == 4
+    assert json.loads(captured.log_attributes()[0][ARGS]) == ["CountingRepr()", "CountingRepr()"]
+
+
+def test_by_default_no_argument_repr_runs_and_arguments_are_named_by_type(redis_conn, captured, tmp_path):
+    CountingRepr.calls = 0
+    run_job(redis_conn, tmp_path / "clues.log", captured, CountingRepr(), job_kwarg=CountingRepr())
+    assert captured.event_types() == SUCCESS
+    assert CountingRepr.calls == 0  # description= is given, so rq itself calls no repr either
+    for attributes in captured.log_attributes():
+        assert json.loads(attributes[ARGS]) == ["<tests.hardening_jobs.CountingRepr>"]
+        assert json.loads(attributes[KWARGS]) == {"job_kwarg": "<tests.hardening_jobs.CountingRepr>"}
 
 
 class _HostileDict(dict):
