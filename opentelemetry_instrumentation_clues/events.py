@@ -132,10 +132,24 @@ class Failure:
         cls, exc_type: builtins.type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> Failure:
         return cls(
-            type=exc_type.__qualname__,
+            type=exception_type_name(exc_type),
             message=safe_text(_safe_str(exc)),
             stacktrace=safe_text(_format_traceback(exc_type, exc, tb)),
         )
+
+
+def exception_type_name(exc_type: builtins.type[BaseException]) -> str:
+    """``module.qualname`` as the SDK's ``record_exception`` writes ``exception.type``; a bare name for builtins.
+
+    Spans recorded by other instrumentations and by the SDK then name the same exception the
+    same way, and two classes called ``Error`` in different modules stay apart.
+    """
+    try:
+        module = exc_type.__module__
+        name = exc_type.__qualname__
+    except Exception:  # a class with a misbehaving metaclass
+        return "<unknown>"
+    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def _format_traceback(
