@@ -59,6 +59,10 @@ Each job is one trace: ``send {queue}`` (PRODUCER) at enqueue, then one
 nest. The trace context travels in ``job.meta["clues"]``, in the same Redis write
 as the job, through the global propagator (``OTEL_PROPAGATORS``).
 
+Under ``opentelemetry-instrument``, ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clues``
+leaves clues out. Inside ``suppress_instrumentation()`` clues publishes nothing for
+the jobs enqueued there (no span, log record or count).
+
 Nothing clues does can fail a job: its own errors are caught, counted and logged
 once per kind.
 
@@ -84,6 +88,7 @@ from . import fork_safety, worker_environ
 from .abandoned import AbandonedJobHooks
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
+from .events import SCHEMA_URL
 from .flush import flush_all
 from .legacy_exporter import LegacyJsonLineExporter
 from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
@@ -149,9 +154,10 @@ class CluesInstrumentor(BaseInstrumentor):
         if legacy.publisher is not None:
             self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
         meter_provider = kwargs.get("meter_provider")
-        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
-        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
-        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        # schema_url: backends that translate between semconv versions learn which names these are.
+        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
+        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
+        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL)
         telemetry = Telemetry(tracer, logger, MeasurementRouter(JobMetrics(meter)))
         providers = [
             (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,

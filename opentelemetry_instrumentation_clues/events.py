@@ -15,6 +15,12 @@ from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.semconv._incubating.attributes import host_attributes as _host
+from opentelemetry.semconv._incubating.attributes import messaging_attributes as _messaging
+from opentelemetry.semconv._incubating.attributes import process_attributes as _process
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import exception_attributes as _exception
+from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.util.types import AttributeValue
 
 if TYPE_CHECKING:
@@ -41,28 +47,35 @@ class EventType(str, Enum):
         return f"rq.job.{self.value}"
 
 
-# Attribute names (docs/design.md lists them with their meaning).
+# Attribute names (docs/design.md lists them with their meaning). Where the semantic conventions
+# define a name, it is taken from opentelemetry-semantic-conventions rather than retyped, so a
+# typo cannot drift from the conventions; the rest are clues' and rq's own.
 EVENT_TYPE = "clues.event_type"
 EVENT_HASH = "clues.event_hash"
-MESSAGING_SYSTEM = "messaging.system"
-QUEUE = "messaging.destination.name"
-JOB_ID = "messaging.message.id"
-OPERATION_TYPE = "messaging.operation.type"
-OPERATION_NAME = "messaging.operation.name"
+MESSAGING_SYSTEM = _messaging.MESSAGING_SYSTEM
+QUEUE = _messaging.MESSAGING_DESTINATION_NAME
+JOB_ID = _messaging.MESSAGING_MESSAGE_ID
+OPERATION_TYPE = _messaging.MESSAGING_OPERATION_TYPE
+OPERATION_NAME = _messaging.MESSAGING_OPERATION_NAME
 WORKER_CLASS = "rq.job.func_name"
 ARGS = "rq.job.args"
 KWARGS = "rq.job.kwargs"
 ATTEMPT = "rq.job.attempt"
 WILL_RETRY = "rq.job.will_retry"  # on failed: rq will run the job again
-HOSTNAME = "host.name"
-PROCESS = "process.pid"
+HOSTNAME = _host.HOST_NAME
+PROCESS = _process.PROCESS_PID
 TIME_IN_QUEUE = "clues.time_in_queue"
 TIME_TO_PERFORM = "clues.time_to_perform"
-EXCEPTION_TYPE = "exception.type"
-EXCEPTION_MESSAGE = "exception.message"
-EXCEPTION_STACKTRACE = "exception.stacktrace"
-ERROR_TYPE = "error.type"
+EXCEPTION_TYPE = _exception.EXCEPTION_TYPE
+EXCEPTION_MESSAGE = _exception.EXCEPTION_MESSAGE
+EXCEPTION_STACKTRACE = _exception.EXCEPTION_STACKTRACE
+ERROR_TYPE = _error.ERROR_TYPE
 METADATA_PREFIX = "clues.metadata."
+
+# The semantic-conventions version whose names these are, for the tracer, logger and meter's
+# schema_url. The messaging names used here (operation.type send/create/settle,
+# messaging.client.sent.messages) are those of 1.28 and unchanged since.
+SCHEMA_URL = Schemas.V1_28_0.value
 
 MESSAGING_SYSTEM_VALUE = "rq"  # not a registered semconv value; documented in docs/design.md
 TRUNCATION_MARKER = "…[truncated"  # every cut value carries it: "…[truncated 123 chars]", "…[truncated 4 items]"

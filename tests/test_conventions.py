@@ -42,3 +42,30 @@ def test_exception_type_is_module_and_qualname_as_the_sdk_writes_it(redis_conn, 
         sdk_type,
         "ValueError",
     ]
+
+
+def test_tracer_logger_and_meter_carry_the_semconv_schema_url(redis_conn, captured: Captured):
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.semconv.schemas import Schemas
+
+    reader = InMemoryMetricReader()
+    instrumentor = CluesInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=captured.tracer_provider,
+        logger_provider=captured.logger_provider,
+        meter_provider=MeterProvider(metric_readers=[reader]),
+    )
+    try:
+        Queue("schema", connection=redis_conn).enqueue(jobs.add, 1, 2)
+    finally:
+        instrumentor.uninstrument()
+    expected = Schemas.V1_28_0.value
+    (send,) = captured.finished_spans()
+    assert send.instrumentation_scope is not None and send.instrumentation_scope.schema_url == expected
+    (record,) = captured.logs.get_finished_logs()
+    assert record.instrumentation_scope is not None and record.instrumentation_scope.schema_url == expected
+    data = reader.get_metrics_data()
+    assert data is not None
+    scopes = [sm.scope for rm in data.resource_metrics for sm in rm.scope_metrics]
+    assert [s.schema_url for s in scopes if s.name == "opentelemetry_instrumentation_clues"] == [expected]
