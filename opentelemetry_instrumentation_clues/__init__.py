@@ -104,7 +104,7 @@ from .publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from .rq_compat import Job, Queue, SpawnWorker, Worker, owner_of
+from .rq_compat import FailedJobRegistry, Job, Queue, SpawnWorker, Worker, owner_of
 from .runtime_metadata import clues_metadata
 from .safety import errors
 from .telemetry import Telemetry
@@ -115,10 +115,14 @@ _SCOPE = "opentelemetry_instrumentation_clues"
 
 # (class whose MRO owns the method, method name, hook attribute)
 _QUEUE_PATCHES = (
+    ("enqueue_job", "enqueue_job_entry"),  # outermost: sees sends that fail before _enqueue_job
     ("_enqueue_job", "enqueue_job"),
+    ("_enqueue_rate_limited_job", "enqueue_rate_limited_job"),  # rq >= 3
     ("schedule_job", "schedule_job"),
     ("setup_dependencies", "setup_dependencies"),
 )
+_JOB_PATCHES = (("cancel", "cancel"),)
+_REGISTRY_PATCHES = (("requeue", "requeue"),)
 _SYNC_QUEUE_PATCHES = (("run_sync", "run_sync"), ("run_job", "run_job"))
 _WORKER_PATCHES = (
     ("work", "work"),
@@ -171,7 +175,10 @@ class CluesInstrumentor(BaseInstrumentor):
         if legacy.item_preprocessor is not None:
             preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
         self._patched = []
-        self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config, preprocessing))
+        enqueue_hooks = EnqueueHooks(telemetry, config, preprocessing)
+        self._patch(Queue, _QUEUE_PATCHES, enqueue_hooks)
+        self._patch(Job, _JOB_PATCHES, enqueue_hooks)
+        self._patch(FailedJobRegistry, _REGISTRY_PATCHES, enqueue_hooks)
         get_meter_provider_in_use = (lambda: meter_provider) if meter_provider else get_meter_provider
         worker_hooks = WorkerHooks(telemetry, config, providers, get_meter_provider_in_use)
         self._patch(Worker, _WORKER_PATCHES, worker_hooks)

@@ -13,6 +13,7 @@ from typing import Any
 
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import FailedJobRegistry
 from rq.worker import SpawnWorker, Worker
 
 
@@ -56,6 +57,7 @@ def stopped_job_id(worker: Any) -> str | None:
 
 
 __all__ = [
+    "FailedJobRegistry",
     "Job",
     "Queue",
     "SpawnWorker",
