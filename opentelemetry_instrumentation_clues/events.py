@@ -11,7 +11,6 @@ import os
 import socket
 import traceback
 from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -29,23 +28,8 @@ if TYPE_CHECKING:
 from .bounded import bounded_json as _bounded_json
 from .bounded import clean_text, cut_middle, cut_text
 from .config import CluesConfig
+from .event_types import EventType
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
-
-
-class EventType(str, Enum):
-    SCHEDULED = "scheduled"  # extra: enqueue_at / enqueue_in, before the scheduler enqueues it
-    DEFERRED = "deferred"  # extra: waits for the jobs it depends on, before it is enqueued
-    ENQUEUED = "enqueued"
-    DEQUEUED = "dequeued"
-    PERFORM_STARTED = "perform_started"
-    PERFORM_FINISHED = "perform_finished"
-    FAILED = "failed"
-
-    @property
-    def event_name(self) -> str:
-        """The OTel log record's event_name."""
-        return f"rq.job.{self.value}"
-
 
 # Attribute names (docs/design.md lists them with their meaning). Where the semantic conventions
 # define a name, it is taken from opentelemetry-semantic-conventions rather than retyped, so a

@@ -259,3 +259,35 @@ def test_a_send_that_fails_in_rq_is_an_error_span_and_counted_and_rq_raises_as_u
     assert p.records() == []  # nothing was enqueued or scheduled
     assert p.totals(SENT, "error.type") == {error_type: 1}  # the failed send; a failed schedule is no send
     assert p.totals(SENT, "messaging.operation.name") == {"send": 1}
+
+
+# --- rq 3: rate-limited enqueue (the feature does not exist on rq 2.x, so neither does the test) ---
+
+if hasattr(Queue, "_enqueue_rate_limited_job"):
+
+    def test_a_rate_limited_job_is_sent_in_its_own_trace_like_any_other(redis_conn, pipeline: Pipeline):
+        from rq.rate_limit import RateLimit
+
+        queue = Queue("limited", connection=redis_conn)
+        limit = RateLimit("conventions", concurrency=1)
+        first = queue.enqueue(jobs.add, 1, 2, rate_limit=limit)
+        second = queue.enqueue(jobs.add, 3, 4, rate_limit=limit)  # waits for the first one's slot
+        assert second.get_status(refresh=True) == "rate_limited"
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+        assert [j.get_status(refresh=True) for j in (first, second)] == ["finished", "finished"]
+
+        records = pipeline.records()
+        by_job: dict[str, list[str]] = {}
+        for a in records:
+            by_job.setdefault(str(a["messaging.message.id"]), []).append(str(a["clues.event_type"]))
+        success = ["enqueued", "dequeued", "perform_started", "perform_finished"]
+        assert by_job == {first.id: success, second.id: success}
+        spans = pipeline.finished_spans()
+        for job in (first, second):
+            (send,) = [s for s in spans if s.name == "send limited" and s.attributes["messaging.message.id"] == job.id]
+            (process,) = [
+                s for s in spans if s.name == "process limited" and s.attributes["messaging.message.id"] == job.id
+            ]
+            assert process.context.trace_id == send.context.trace_id  # not a trace of its own
+            assert process.parent is not None and process.parent.span_id == send.context.span_id
+        assert pipeline.totals(SENT, "messaging.operation.name") == {"send": 2}
