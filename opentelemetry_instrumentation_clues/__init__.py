@@ -4,7 +4,9 @@ a Python port of the Ruby gem resque-clues.
 
 Every RQ job publishes its lifecycle — ``enqueued``, ``dequeued``,
 ``perform_started``, then ``perform_finished`` or ``failed`` (plus ``scheduled``
-for ``enqueue_at``/``enqueue_in``) — as span events on the job's trace and as
+for ``enqueue_at``/``enqueue_in``, ``deferred`` for a job waiting on its
+dependencies and ``canceled`` for ``Job.cancel``, which ends the job's story) —
+as span events on the job's trace and as
 OpenTelemetry log records, with the event_hash, worker_class (the job's
 callable), queue, timestamp, hostname and pid where the event happened, the
 job's args and kwargs, ``time_in_queue`` on ``dequeued``, ``time_to_perform`` on
