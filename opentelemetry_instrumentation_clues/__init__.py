@@ -4,7 +4,9 @@ a Python port of the Ruby gem resque-clues.
 
 Every RQ job publishes its lifecycle — ``enqueued``, ``dequeued``,
 ``perform_started``, then ``perform_finished`` or ``failed`` (plus ``scheduled``
-for ``enqueue_at``/``enqueue_in``) — as span events on the job's trace and as
+for ``enqueue_at``/``enqueue_in``, ``deferred`` for a job waiting on its
+dependencies and ``canceled`` for ``Job.cancel``, which ends the job's story) —
+as span events on the job's trace and as
 OpenTelemetry log records, with the event_hash, worker_class (the job's
 callable), queue, timestamp, hostname and pid where the event happened, the
 job's args and kwargs, ``time_in_queue`` on ``dequeued``, ``time_to_perform`` on
@@ -62,6 +64,10 @@ Each job is one trace: ``send {queue}`` (PRODUCER) at enqueue, then one
 nest. The trace context travels in ``job.meta["clues"]``, in the same Redis write
 as the job, through the global propagator (``OTEL_PROPAGATORS``).
 
+Under ``opentelemetry-instrument``, ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clues``
+leaves clues out. Inside ``suppress_instrumentation()`` clues publishes nothing for
+the jobs enqueued there (no span, log record or count).
+
 Nothing clues does can fail a job: its own errors are caught, counted and logged
 once per kind.
 
@@ -87,6 +93,7 @@ from . import fork_safety, worker_environ
 from .abandoned import AbandonedJobHooks
 from .config import CluesConfig
 from .enqueue_hooks import EnqueueHooks
+from .events import SCHEMA_URL
 from .flush import flush_all
 from .legacy_exporter import LegacyJsonLineExporter
 from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
@@ -102,7 +109,7 @@ from .publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from .rq_compat import RQ_CONTROL_FLOW, Job, Queue, SpawnWorker, Worker, owner_of
+from .rq_compat import RQ_CONTROL_FLOW, FailedJobRegistry, Job, Queue, SpawnWorker, Worker, owner_of
 from .runtime_metadata import clues_metadata
 from .safety import errors
 from .telemetry import Telemetry
@@ -113,10 +120,14 @@ _SCOPE = "opentelemetry_instrumentation_clues"
 
 # (class whose MRO owns the method, method name, hook attribute)
 _QUEUE_PATCHES = (
+    ("enqueue_job", "enqueue_job_entry"),  # outermost: sees sends that fail before _enqueue_job
     ("_enqueue_job", "enqueue_job"),
+    ("_enqueue_rate_limited_job", "enqueue_rate_limited_job"),  # rq >= 3
     ("schedule_job", "schedule_job"),
     ("setup_dependencies", "setup_dependencies"),
 )
+_JOB_PATCHES = (("cancel", "cancel"),)
+_REGISTRY_PATCHES = (("requeue", "requeue"),)
 _SYNC_QUEUE_PATCHES = (("run_sync", "run_sync"), ("run_job", "run_job"))
 _WORKER_PATCHES = (
     ("work", "work"),
@@ -154,9 +165,10 @@ class CluesInstrumentor(BaseInstrumentor):
         if legacy.publisher is not None:
             self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
         meter_provider = kwargs.get("meter_provider")
-        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
-        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider)
-        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        # schema_url: backends that translate between semconv versions learn which names these are.
+        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
+        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
+        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL)
         telemetry = Telemetry(tracer, logger, MeasurementRouter(JobMetrics(meter)))
         providers = [
             (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
@@ -170,7 +182,10 @@ class CluesInstrumentor(BaseInstrumentor):
         if legacy.item_preprocessor is not None:
             preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
         self._patched = []
-        self._patch(Queue, _QUEUE_PATCHES, EnqueueHooks(telemetry, config, preprocessing))
+        enqueue_hooks = EnqueueHooks(telemetry, config, preprocessing)
+        self._patch(Queue, _QUEUE_PATCHES, enqueue_hooks)
+        self._patch(Job, _JOB_PATCHES, enqueue_hooks)
+        self._patch(FailedJobRegistry, _REGISTRY_PATCHES, enqueue_hooks)
         get_meter_provider_in_use = (lambda: meter_provider) if meter_provider else get_meter_provider
         worker_hooks = WorkerHooks(telemetry, config, providers, get_meter_provider_in_use)
         self._patch(Worker, _WORKER_PATCHES, worker_hooks)

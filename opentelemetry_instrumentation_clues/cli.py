@@ -46,7 +46,7 @@ _FILES_HELP = "event log(s): JSON lines as written by LogPublisher; '-' reads st
 _STATS_EPILOG = f"""\
 definitions:
   job             a distinct event_hash with a terminal event (perform_finished or failed);
-                  jobs with no terminal event yet are not counted
+                  jobs with no terminal event yet, or canceled before they ran, are not counted
   outcome         the job's last terminal event in reading order (FILEs in the order given,
                   lines in file order); a job that failed, was retried and then finished is one
                   succeeded job (also counted as retried)

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, cast
 
-KNOWN_EVENT_TYPES = ("enqueued", "scheduled", "dequeued", "perform_started", "perform_finished", "failed")
-TERMINAL_EVENT_TYPES = ("perform_finished", "failed")
+from .event_types import EVENT_TYPES, TERMINAL_EVENT_TYPES
+
+# What clues publishes, from the one definition in events.py (so a new event type reaches the CLI).
+KNOWN_EVENT_TYPES = EVENT_TYPES
 
 #: Longest line accepted; longer lines are skipped (and counted) without being held in memory.
 MAX_LINE_BYTES = 8 * 1024 * 1024

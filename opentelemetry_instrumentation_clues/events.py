@@ -11,10 +11,15 @@ import os
 import socket
 import traceback
 from dataclasses import dataclass
-from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.semconv._incubating.attributes import host_attributes as _host
+from opentelemetry.semconv._incubating.attributes import messaging_attributes as _messaging
+from opentelemetry.semconv._incubating.attributes import process_attributes as _process
+from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import exception_attributes as _exception
+from opentelemetry.semconv.schemas import Schemas
 from opentelemetry.util.types import AttributeValue
 
 if TYPE_CHECKING:
@@ -23,46 +28,38 @@ if TYPE_CHECKING:
 from .bounded import Describe, clean_text, cut_middle, cut_text, repr_or_label, type_label
 from .bounded import bounded_json as _bounded_json
 from .config import CluesConfig
+from .event_types import EventType
 from .redaction import DEFAULT_POLICY, ArgumentPolicy, Redactor
 
-
-class EventType(str, Enum):
-    SCHEDULED = "scheduled"  # extra: enqueue_at / enqueue_in, before the scheduler enqueues it
-    DEFERRED = "deferred"  # extra: waits for the jobs it depends on, before it is enqueued
-    ENQUEUED = "enqueued"
-    DEQUEUED = "dequeued"
-    PERFORM_STARTED = "perform_started"
-    PERFORM_FINISHED = "perform_finished"
-    FAILED = "failed"
-
-    @property
-    def event_name(self) -> str:
-        """The OTel log record's event_name."""
-        return f"rq.job.{self.value}"
-
-
-# Attribute names (docs/design.md lists them with their meaning).
+# Attribute names (docs/design.md lists them with their meaning). Where the semantic conventions
+# define a name, it is taken from opentelemetry-semantic-conventions rather than retyped, so a
+# typo cannot drift from the conventions; the rest are clues' and rq's own.
 EVENT_TYPE = "clues.event_type"
 EVENT_HASH = "clues.event_hash"
-MESSAGING_SYSTEM = "messaging.system"
-QUEUE = "messaging.destination.name"
-JOB_ID = "messaging.message.id"
-OPERATION_TYPE = "messaging.operation.type"
-OPERATION_NAME = "messaging.operation.name"
+MESSAGING_SYSTEM = _messaging.MESSAGING_SYSTEM
+QUEUE = _messaging.MESSAGING_DESTINATION_NAME
+JOB_ID = _messaging.MESSAGING_MESSAGE_ID
+OPERATION_TYPE = _messaging.MESSAGING_OPERATION_TYPE
+OPERATION_NAME = _messaging.MESSAGING_OPERATION_NAME
 WORKER_CLASS = "rq.job.func_name"
 ARGS = "rq.job.args"
 KWARGS = "rq.job.kwargs"
 ATTEMPT = "rq.job.attempt"
 WILL_RETRY = "rq.job.will_retry"  # on failed: rq will run the job again
-HOSTNAME = "host.name"
-PROCESS = "process.pid"
+HOSTNAME = _host.HOST_NAME
+PROCESS = _process.PROCESS_PID
 TIME_IN_QUEUE = "clues.time_in_queue"
 TIME_TO_PERFORM = "clues.time_to_perform"
-EXCEPTION_TYPE = "exception.type"
-EXCEPTION_MESSAGE = "exception.message"
-EXCEPTION_STACKTRACE = "exception.stacktrace"
-ERROR_TYPE = "error.type"
+EXCEPTION_TYPE = _exception.EXCEPTION_TYPE
+EXCEPTION_MESSAGE = _exception.EXCEPTION_MESSAGE
+EXCEPTION_STACKTRACE = _exception.EXCEPTION_STACKTRACE
+ERROR_TYPE = _error.ERROR_TYPE
 METADATA_PREFIX = "clues.metadata."
+
+# The semantic-conventions version whose names these are, for the tracer, logger and meter's
+# schema_url. The messaging names used here (operation.type send/create/settle,
+# messaging.client.sent.messages) are those of 1.28 and unchanged since.
+SCHEMA_URL = Schemas.V1_28_0.value
 
 MESSAGING_SYSTEM_VALUE = "rq"  # not a registered semconv value; documented in docs/design.md
 TRUNCATION_MARKER = "…[truncated"  # every cut value carries it: "…[truncated 123 chars]", "…[truncated 4 items]"
@@ -158,10 +155,24 @@ class Failure:
         cls, exc_type: builtins.type[BaseException], exc: BaseException | None, tb: TracebackType | None
     ) -> Failure:
         return cls(
-            type=exc_type.__qualname__,
+            type=exception_type_name(exc_type),
             message=safe_text(_safe_str(exc)),
             stacktrace=safe_text(_format_traceback(exc_type, exc, tb)),
         )
+
+
+def exception_type_name(exc_type: builtins.type[BaseException]) -> str:
+    """``module.qualname`` as the SDK's ``record_exception`` writes ``exception.type``; a bare name for builtins.
+
+    Spans recorded by other instrumentations and by the SDK then name the same exception the
+    same way, and two classes called ``Error`` in different modules stay apart.
+    """
+    try:
+        module = exc_type.__module__
+        name = exc_type.__qualname__
+    except Exception:  # a class with a misbehaving metaclass
+        return "<unknown>"
+    return f"{module}.{name}" if module and module != "builtins" else name
 
 
 def _format_traceback(

@@ -30,6 +30,11 @@ class JobClues:
     carrier: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0  # attempts dequeued so far
+    # ``attempt`` when a send last wrote this data. The worker counts an attempt in the job's
+    # memory only and rq saves a failure without job.meta, so a stored attempt equal to this one
+    # means the attempt that followed the send was never stored (see EnqueueHooks.requeue).
+    # None: written before clues kept it.
+    sent_at_attempt: int | None = None
 
     def to_meta(self) -> dict[str, Any]:
         return {
@@ -38,6 +43,7 @@ class JobClues:
             "carrier": self.carrier,
             "metadata": self.metadata,
             "attempt": self.attempt,
+            **({} if self.sent_at_attempt is None else {"sent_at_attempt": self.sent_at_attempt}),
         }
 
 
@@ -94,8 +100,14 @@ def _parse(raw: Any) -> JobClues:
     attempt = raw.get("attempt", 0)
     if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
         raise ForeignCluesData(f"attempt is not a non-negative int: {_short(attempt)}")
+    sent_at_attempt = raw.get("sent_at_attempt")
+    if sent_at_attempt is not None and (
+        not isinstance(sent_at_attempt, int) or isinstance(sent_at_attempt, bool) or sent_at_attempt < 0
+    ):
+        raise ForeignCluesData(f"sent_at_attempt is not a non-negative int: {_short(sent_at_attempt)}")
     return JobClues(
         event_hash=event_hash,
+        sent_at_attempt=sent_at_attempt,
         carrier=dict(carrier),
         metadata={key if isinstance(key, str) else str(key): value for key, value in metadata.items()},
         attempt=int(attempt),

@@ -13,6 +13,7 @@ from typing import Any
 
 from rq.job import Job
 from rq.queue import Queue
+from rq.registry import FailedJobRegistry
 from rq.timeouts import BaseTimeoutException
 from rq.worker import SpawnWorker, Worker
 
@@ -62,6 +63,7 @@ def stopped_job_id(worker: Any) -> str | None:
 
 __all__ = [
     "RQ_CONTROL_FLOW",
+    "FailedJobRegistry",
     "Job",
     "Queue",
     "SpawnWorker",

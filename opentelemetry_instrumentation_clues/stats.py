@@ -3,7 +3,8 @@
 Definitions (also in ``clues stats --help`` and docs/cli.md):
 
 * **job** — a distinct ``event_hash`` with at least one terminal event (``perform_finished`` or
-  ``failed``). Jobs still waiting or running (no terminal event yet) are not counted.
+  ``failed``). Jobs still waiting or running (no terminal event yet) are not counted, nor are jobs
+  canceled before they ran (``canceled`` ends a job's story without a run to count).
 * **outcome** — the job's last terminal event in reading order (inputs in the order given, lines in
   file order): a job that failed, was retried and then finished counts as one succeeded job
   (and as *retried*). **failures** are jobs whose outcome is ``failed``; **failure rate** is

@@ -7,19 +7,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from .event_log import Event, format_duration
+from .event_types import LIFECYCLE_RANK
 
 #: Events kept for one job (a runaway retry loop must not exhaust memory); the rest are counted.
 MAX_EVENTS = 10_000
 
-_LIFECYCLE_RANK = {
-    "enqueued": 0,
-    "scheduled": 0,
-    "dequeued": 1,
-    "perform_started": 2,
-    "perform_finished": 3,
-    "failed": 3,
-}
-_RETRY_RANK = {"scheduled": 4, "enqueued": 5}
+# After the attempt that ended: rq putting the job back (retry, requeue), or canceling it.
+_RETRY_RANK = {"scheduled": 4, "enqueued": 5, "canceled": 6}
 
 
 class Timeline:
@@ -66,9 +60,9 @@ class Timeline:
 
 
 def _rank(event_type: str, attempt: int | None) -> int:
-    if event_type in ("enqueued", "scheduled") and attempt:
-        return _RETRY_RANK[event_type]  # put back in the queue after attempt `attempt` failed
-    return _LIFECYCLE_RANK.get(event_type, 2)
+    if event_type in _RETRY_RANK and attempt:
+        return _RETRY_RANK[event_type]  # after attempt `attempt` ended: put back in the queue, or canceled
+    return LIFECYCLE_RANK.get(event_type, 2)
 
 
 def _detail(event: Event) -> str:
@@ -127,7 +121,9 @@ def render_table(events: list[Event], show_backtrace: bool = False) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     last = events[-1]
-    outcome = {"perform_finished": "succeeded", "failed": "failed"}.get(last.event_type, "not finished")
+    outcome = {"perform_finished": "succeeded", "failed": "failed", "canceled": "canceled"}.get(
+        last.event_type, "not finished"
+    )
     tiq = sum(e.time_in_queue or 0.0 for e in events)
     ttp = sum(e.time_to_perform or 0.0 for e in events)
     lines.append("")

@@ -37,6 +37,7 @@ def everything_rq() -> dict[tuple[str, str], object]:
     from rq.job import Job
 
     owners = {*Worker.__mro__, *SimpleWorker.__mro__, *rq.worker.SpawnWorker.__mro__, *Queue.__mro__, *Job.__mro__}
+    owners |= set(rq.registry.FailedJobRegistry.__mro__)
     attributes = {(repr(o), name): value for o in owners if o is not object for name, value in vars(o).items()}
     attributes.update({("rq.registry", name): value for name, value in vars(rq.registry).items()})
     return attributes

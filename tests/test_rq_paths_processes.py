@@ -52,7 +52,7 @@ def test_job_timeout_is_a_failed_event_from_the_horse(redis_url):
     (events,) = by_hash(received).values()
     failed = events[-1]
     assert [e["clues.event_type"] for e in events] == ["enqueued", "dequeued", "perform_started", "failed"]
-    assert failed["exception.type"] == "JobTimeoutException"
+    assert failed["exception.type"] == "rq.timeouts.JobTimeoutException"
     assert 1 <= failed["clues.time_to_perform"] < 10
     assert failed["process.pid"] == events[2]["process.pid"] != events[1]["process.pid"]
     assert len(queue.failed_job_registry) == 1
