@@ -140,6 +140,15 @@ def otel_instrumentation_rq(spec: dict[str, Any]) -> Check | None:
     return None
 
 
+def otel_instrumentation_rq_otlp_http(spec: dict[str, Any]) -> Check | None:
+    """The peer with OTLP/HTTP to the same loopback sink (its horses force-flush every job)."""
+    from opentelemetry_instrumentation_rq import RQInstrumentor
+
+    _global_sdk_providers(*_otlp_http_exporters(spec["otlp_endpoint"]))
+    RQInstrumentor().instrument()
+    return None
+
+
 VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "plain-rq": plain_rq,
     "sdk-only": sdk_only,
@@ -147,6 +156,7 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "clues-otlp-http": clues_otlp_http,
     "clues-legacy-log": clues_legacy_log,
     "otel-instrumentation-rq": otel_instrumentation_rq,
+    "otel-instrumentation-rq-otlp-http": otel_instrumentation_rq_otlp_http,
 }
 
 

@@ -8,6 +8,7 @@ background, so jobs never wait on an export there.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import threading
@@ -109,7 +110,9 @@ def _flush_under_alarm(flush: Callable[[], None], timeout_millis: int) -> bool |
     try:
         signal.setitimer(signal.ITIMER_REAL, timeout_millis / 1000)
         try:
-            flush()
+            # In a copy of the context: an alarm cutting an export leaves what the SDK attached
+            # (its suppress-instrumentation flag) attached, and it must not outlive the flush.
+            contextvars.copy_context().run(flush)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
     except _FlushAlarm:

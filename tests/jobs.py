@@ -103,3 +103,13 @@ def c_environ_job_id() -> str | None:
     getenv.restype = ctypes.c_char_p
     value = getenv(b"RQ_JOB_ID")
     return value.decode() if value is not None else None
+
+
+def enqueue_jobs(count: int, queue_name: str) -> int:
+    """Fans out: enqueues ``count`` jobs onto ``queue_name`` from inside the job (its horse)."""
+    from rq import Queue, get_current_job
+
+    queue = Queue(queue_name, connection=get_current_job().connection)
+    for i in range(count):
+        queue.enqueue(add, i, 1)
+    return count

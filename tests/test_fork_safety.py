@@ -11,6 +11,7 @@ import time
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
@@ -88,6 +89,8 @@ def test_a_horse_flush_is_cut_by_an_alarm_without_a_thread():
     assert flushed is False and elapsed < 5
     assert threads_after == threads_before  # nothing left running: the main thread was interrupted
     assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+    # The export it cut had attached the SDK's suppress-instrumentation flag; it stays in the flush.
+    assert is_instrumentation_enabled()
 
 
 def _import_in_a_thread(tmp_path, monkeypatch, seconds: float) -> tuple[str, threading.Thread]:

@@ -14,7 +14,7 @@ from rq import Queue
 
 from tests.metric_points import from_otlp, totals
 from tests.otlp_receiver import free_port, otlp_receiver
-from tests.processes import env_with, instrumented, rq_worker_cmd, run, tool
+from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, tool
 
 SUCCESSES, FAILURES, RETRIED = 200, 40, 20  # 300 jobs
 EXPECTED_CONSUMED = {"success": SUCCESSES, "failure": FAILURES + RETRIED, "retried": 2 * RETRIED}
@@ -117,3 +117,24 @@ def test_forking_worker_metrics_scraped_by_prometheus(redis_url):
     )
     buckets = {dict(labels)["le"] for (name, labels) in samples if name == "rq_job_time_in_queue_seconds_bucket"}
     assert {"2.5", "3600.0"} <= buckets or {"2.5", "3600"} <= buckets
+
+
+def test_a_horse_that_enqueues_a_thousand_jobs_has_every_one_counted(redis_url):
+    """Measurements made in a horse reach the worker one by one, however many (no per-horse cap,
+    no payload cut by a full pipe)."""
+    fan_out = "q" * 100  # a long queue name makes each forwarded report long too
+    fan_out_count = 1000
+    with otlp_receiver() as receiver:
+        metrics_env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+        worker_env = env_with({**receiver.otel_env("fan-out-worker"), **metrics_env})
+        run(enqueue_cmd(redis_url, "fan", "tests.jobs.enqueue_jobs", 1, str(fan_out_count), fan_out), env_with({}))
+        worker = run(instrumented(*rq_worker_cmd(redis_url, "fan")), worker_env)
+
+        def sent_to_fan_out(received) -> float:
+            points = from_otlp(received.metric_requests)
+            return totals(points, "messaging.client.sent.messages", "messaging.destination.name").get(fan_out, 0)
+
+        received = receiver.wait_for(lambda r: sent_to_fan_out(r) >= fan_out_count, timeout=60)
+    assert sent_to_fan_out(received) == fan_out_count
+    assert Queue(fan_out, connection=Redis.from_url(redis_url)).count == fan_out_count
+    assert "clues: " not in worker.stderr, worker.stderr

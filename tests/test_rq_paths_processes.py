@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from rq.command import send_stop_job_command
 from rq.job import Job
 
 from tests.otlp_receiver import Received, otlp_receiver
-from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, tool
+from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, running_worker, tool
 
 SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
 
@@ -201,3 +202,32 @@ def test_abandoned_job_fails_when_the_registry_is_cleaned(redis_url, captured, i
     assert failed["rq.job.will_retry"] is False
     (process,) = [s for s in captured.finished_spans() if s.name == "process abandoned"]
     assert process.status.status_code.name == "ERROR"
+
+
+def test_cold_shutdown_fails_the_running_attempt_and_exports_its_span(redis_url):
+    """A second Ctrl-C takes the horse down with the worker: the attempt ends as failed, with
+    the reason, and its process span is exported before the worker exits."""
+    with otlp_receiver() as receiver:
+        env = env_with(receiver.otel_env("cold"))
+        queue = Queue("cold", connection=Redis.from_url(redis_url))
+        job = queue.enqueue("tests.jobs.sleep", 60)
+        with running_worker(redis_url, "cold", env) as worker:
+            await_status(job, "started")
+            receiver.wait_for(lambda r: any(e["clues.event_type"] == "perform_started" for e in log_attributes(r)))
+            worker.process.send_signal(signal.SIGINT)  # warm: wait for the job
+            time.sleep(1.1)  # rq ignores a second signal within one second of the first
+            worker.process.send_signal(signal.SIGINT)  # cold: kill the horse, stop now
+            assert worker.process.wait(30) == 0, worker.stderr()
+        received = receiver.wait_for(lambda r: any(s.name == "process cold" for s in r.spans))
+    (events,) = by_hash(received).values()  # enqueued by this uninstrumented test: the worker's story
+    assert [e["clues.event_type"] for e in events] == ["dequeued", "perform_started", "failed"]
+    failed = events[-1]
+    assert failed["exception.type"] == "WorkerShutdown"
+    assert failed["clues.time_to_perform"] > 0
+    (process,) = [s for s in received.spans if s.name == "process cold"]
+    assert process.status_code == 2
+    assert [e[0] for e in process.events] == ["dequeued", "perform_started", "failed"]
+
+
+def log_attributes(received) -> list[dict]:
+    return [record.attributes for record in received.logs]
