@@ -57,7 +57,8 @@ and the producer likewise (``opentelemetry-instrument python app.py``). In code:
   JSON-line output, e.g. ``instrument(event_publisher=LogPublisher("/var/log/rq-clues.log"))``.
 * ``flush_timeout_millis`` (default 2000; env
   ``OTEL_PYTHON_CLUES_FLUSH_TIMEOUT_MILLIS``): how long a forked work horse may
-  spend flushing its telemetry before it exits.
+  spend flushing the spans its job made itself before it exits (50 ms while such
+  flushes time out, with a full-length try every 10 s).
 
 Each job is one trace: ``send {queue}`` (PRODUCER) at enqueue, then one
 ``process {queue}`` (CONSUMER) span per attempt, under which the job's own spans
@@ -67,6 +68,14 @@ as the job, through the global propagator (``OTEL_PROPAGATORS``).
 Under ``opentelemetry-instrument``, ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clues``
 leaves clues out. Inside ``suppress_instrumentation()`` clues publishes nothing for
 the jobs enqueued there (no span, log record or count).
+
+With the forking ``Worker``, the worker starts each attempt's ``process`` span
+before it forks; the work horse reports what happens (``perform_started``, the
+outcome, its measurements) over a pipe, and the worker publishes it: the horse
+exports nothing of clues', and a horse killed mid-job has already reported
+``perform_started``. For OTLP over gRPC, run workers with
+``GRPC_ENABLE_FORK_SUPPORT=false`` (gRPC's fork handlers can crash a horse forked
+while an export is in flight).
 
 Nothing clues does can fail a job: its own errors are caught, counted and logged
 once per kind.

@@ -98,7 +98,12 @@ def _reset_sessions_in_child() -> None:
                 _renew_session(owner)
 
 
-def _session_owners(root: Any, depth: int = 7) -> Iterator[Any]:
+def _session_owners(root: Any) -> Iterator[Any]:
+    return (node for node in _reachable(root) if _is_requests_session(getattr(node, "_session", None)))
+
+
+def _reachable(root: Any, depth: int = 7) -> Iterator[Any]:
+    """The objects a provider leads to, down to its exporters and their transports."""
     seen: set[int] = set()
     frontier = [root]
     for _ in range(depth):
@@ -107,13 +112,31 @@ def _session_owners(root: Any, depth: int = 7) -> Iterator[Any]:
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
-            if _is_requests_session(getattr(node, "_session", None)):
-                yield node
+            yield node
             if isinstance(node, (list, tuple)):
                 following.extend(node)
                 continue
             following.extend(getattr(node, name, None) for name in _PATH_ATTRIBUTES)
         frontier = following
+
+
+_GRPC_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def grpc_fork_hazard(providers: list[Callable[[], Any]]) -> bool:
+    """Whether these providers export over gRPC while gRPC runs its fork handlers.
+
+    Those handlers give up when a thread is inside a gRPC call at the moment of ``fork()``
+    (an export to a slow or hung collector), and the child can then crash before the job
+    runs: a job lost to a segfault. ``GRPC_ENABLE_FORK_SUPPORT=false`` turns them off; gRPC
+    reads it when it starts, before clues is loaded, so only the environment can set it."""
+    if os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").strip().lower() in _GRPC_OFF:
+        return False
+    for get_provider in providers:
+        for node in _reachable(get_provider()):
+            if type(node).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc"):
+                return True
+    return False
 
 
 def _is_requests_session(candidate: Any) -> bool:

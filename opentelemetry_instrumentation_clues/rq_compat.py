@@ -57,6 +57,13 @@ def worker_is_horse(worker: Any) -> bool:
     return bool(getattr(worker, "_is_horse", False))
 
 
+def worker_forks(worker: Any) -> bool:
+    """A Worker that runs each job in a forked (or spawned) horse; SimpleWorker runs them itself."""
+    from rq.worker import SimpleWorker
+
+    return isinstance(worker, Worker) and not isinstance(worker, SimpleWorker)
+
+
 def stopped_job_id(worker: Any) -> str | None:
     return getattr(worker, "_stopped_job_id", None)
 

@@ -12,6 +12,7 @@ job come out of one process, in order.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -25,13 +26,23 @@ from .config import CluesConfig
 from .events import Failure
 from .failures import WORKER_SHUTDOWN, current_failure, job_should_retry, retry_failure, returned_retry_will_run
 from .flush import FLUSH, FlushBudget, flush_all, holds_telemetry
+from .fork_safety import grpc_fork_hazard
 from .horse_channel import HorseChannel
 from .horse_reports import HorseReporter, ReportReplay
 from .lifecycle import Lifecycle
 from .metrics import silence_inherited_readers
-from .rq_compat import arg, stopped_job_id, worker_is_horse
+from .rq_compat import arg, stopped_job_id, worker_forks, worker_is_horse
 from .safety import call_guarded, errors, guarded
 from .telemetry import Telemetry
+
+_logger = logging.getLogger("opentelemetry_instrumentation_clues")
+GRPC_FORK_WARNING = (
+    "clues: this forking rq worker exports over OTLP/gRPC with gRPC's fork handlers on: while an export "
+    "is in flight (a slow or hung collector) a fork can crash the work horse before its job runs. "
+    "Set GRPC_ENABLE_FORK_SUPPORT=false for rq workers (clues' own telemetry never leaves a horse; "
+    "a horse flushes only spans its job made, within its flush budget), "
+    "or export with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf."
+)
 
 
 class WorkerHooks:
@@ -51,6 +62,7 @@ class WorkerHooks:
         self.replay = ReportReplay(self.lifecycle, telemetry, self.flush_budget)
         self._reporter: HorseReporter | None = None  # in a forked horse that reports to its worker
         self._following = False  # the worker is inside wait_for_horse, reading reports
+        self._grpc_warned = False
 
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -65,6 +77,11 @@ class WorkerHooks:
 
     def work(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """A worker that stops flushes: WorkerPool's workers end without running atexit."""
+        if worker_forks(worker) and not self._grpc_warned:
+            self._grpc_warned = True
+            with guarded("checking the exporters"):
+                if grpc_fork_hazard([*self.providers, self.meter_provider]):
+                    _logger.warning(GRPC_FORK_WARNING)
         try:
             return wrapped(*args, **kwargs)
         finally:

@@ -138,3 +138,11 @@ def test_a_job_with_spans_of_its_own_still_gets_them_exported_from_its_horse(red
     process = spans["process e2e"]
     (child,) = [s for s in received.spans if s.name not in {"send e2e", "process e2e"}]
     assert child.parent_span_id == process.span_id and child.trace_id == process.trace_id
+
+
+@pytest.mark.parametrize("fork_support", ["", "false"], ids=["grpc-fork-handlers-on", "off"])
+def test_a_forking_worker_exporting_over_grpc_says_how_to_keep_its_horses_safe(redis_url, fork_support):
+    with otlp_receiver("grpc") as receiver:
+        worker = run_jobs(receiver, redis_url, "tests.jobs.add", 1, "1", "1", GRPC_ENABLE_FORK_SUPPORT=fork_support)
+    warned = worker.stderr.count("Set GRPC_ENABLE_FORK_SUPPORT=false for rq workers")
+    assert warned == (1 if fork_support == "" else 0), worker.stderr
