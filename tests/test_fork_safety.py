@@ -14,6 +14,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry_instrumentation_clues import fork_safety
 from opentelemetry_instrumentation_clues.flush import flush_all
@@ -44,6 +45,38 @@ def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
         provider.shutdown()
     assert report == "False|True"
     assert owner._session is parent_session  # the parent keeps its own
+
+
+def test_a_child_never_frees_the_telemetry_its_parent_has_not_exported_yet():
+    """The SDK clears batch queues in a forked child; clues hands it an empty one, so the
+    parent's queued spans are neither freed in the child (copy-on-write) nor lost in the parent."""
+    provider = TracerProvider()
+    processor = BatchSpanProcessor(InMemorySpanExporter(), schedule_delay_millis=600_000)
+    provider.add_span_processor(processor)
+    for i in range(20):
+        provider.get_tracer("t").start_span(f"queued {i}").end()
+    queue = processor._batch_processor._queue
+    fork_safety.watch([lambda: provider])
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: what it was handed, and whether the parent's queue is intact
+            (kept,) = [q for _, q, _ in fork_safety._inherited]
+            handed = processor._batch_processor._queue
+            os.write(write_end, f"{len(handed)}|{kept is queue}|{len(kept)}".encode())
+            os._exit(0)
+        os.close(write_end)
+        report = os.read(read_end, 100).decode()
+        os.waitpid(pid, 0)
+        assert processor._batch_processor._queue is queue  # the parent has its own queue back
+        provider.get_tracer("t").start_span("after the fork").end()
+        provider.force_flush()
+        exported = [span.name for span in processor._batch_processor._exporter.get_finished_spans()]
+    finally:
+        fork_safety.watch([])
+        provider.shutdown()
+    assert report == "0|True|20"
+    assert exported == [f"queued {i}" for i in range(20)] + ["after the fork"]
 
 
 class _StuckExporter(SpanExporter):
