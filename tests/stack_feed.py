@@ -7,7 +7,8 @@ Run under ``opentelemetry-instrument`` like the compose ``demo`` service, it kee
   ``retried``, ``retried``, ``failure``) and a job scheduled 1 s ahead (``schedule``, needs the
   worker's ``--with-scheduler``);
 * ``slow``: a job sleeping SLOW_SECONDS, then jobs that wait in the queue behind it, so the
-  queue-wait histogram has observations on both sides of the 1 s SLA bucket.
+  queue-wait histogram has observations on both sides of the 1 s SLA bucket, and one that is
+  canceled while it waits.
 
 The pacing sleep is the producer's rate, not a synchronisation: tests await what the worker
 reports. It stops by itself after SECONDS (default 600) so it never outlives a test run by much.
@@ -37,6 +38,7 @@ def one_round(default: Queue, slow: Queue, i: int) -> None:
     default.enqueue("tests.jobs.add", i, 200, depends_on=sleeper)  # deferred until the sleeper is done
     for n in range(2):
         slow.enqueue("tests.jobs.add", i, n)  # waits >= SLOW_SECONDS behind the sleeper
+    slow.enqueue("tests.jobs.add", i, 300).cancel()  # changed our mind while it waited: canceled
 
 
 def main(url: str, seconds: str = "600") -> None:
