@@ -138,3 +138,37 @@ def test_a_horse_that_enqueues_a_thousand_jobs_has_every_one_counted(redis_url):
     assert sent_to_fan_out(received) == fan_out_count
     assert Queue(fan_out, connection=Redis.from_url(redis_url)).count == fan_out_count
     assert "clues: " not in worker.stderr, worker.stderr
+
+
+def test_duration_histograms_from_a_forking_worker_carry_exemplars_of_the_jobs_traces(redis_url):
+    """The worker records each job's measurements in the job's span context, so a slow point
+    on a latency graph leads to that job's trace."""
+    jobs = 5
+    with otlp_receiver() as receiver:
+        metrics_env = {"OTEL_METRICS_EXPORTER": "otlp", "OTEL_METRIC_EXPORT_INTERVAL": "1000"}
+        run(enqueue_cmd(redis_url, "exemplars", "tests.jobs.add", jobs, "1", "1"), env_with({}))
+        run(instrumented(*rq_worker_cmd(redis_url, "exemplars")), env_with({**receiver.otel_env("ex"), **metrics_env}))
+
+        def exemplar_traces(received, name: str) -> set[str]:
+            return {
+                exemplar.trace_id.hex()
+                for request in received.metric_requests
+                for resource_metrics in request.resource_metrics
+                for scope_metrics in resource_metrics.scope_metrics
+                for metric in scope_metrics.metrics
+                if metric.name == name
+                for point in metric.histogram.data_points
+                for exemplar in point.exemplars
+            }
+
+        received = receiver.wait_for(
+            lambda r: (
+                len({s.trace_id for s in r.spans}) >= jobs
+                and len(exemplar_traces(r, "messaging.process.duration")) >= 1
+                and len(exemplar_traces(r, "rq.job.time_in_queue")) >= 1
+            )
+        )
+    job_traces = {s.trace_id for s in received.spans if s.name == "process exemplars"}
+    assert len(job_traces) == jobs
+    for name in ("messaging.process.duration", "rq.job.time_in_queue"):
+        assert exemplar_traces(received, name) <= job_traces, name
