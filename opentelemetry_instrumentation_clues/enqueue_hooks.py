@@ -44,7 +44,6 @@ from .events import (
 )
 from .job_context import JobClues
 from .job_trace import carrier_for, new_event_hash, start_continued, start_first_send
-from .metrics import SENT
 from .preprocessing import Preprocessing
 from .rq_compat import arg, as_epoch_ns, queue_is_async
 from .safety import call_guarded, guarded
@@ -214,19 +213,11 @@ class EnqueueHooks:
         send.span.set_status(Status(StatusCode.ERROR, str(exc)[:256]))
         send.span.end()
         if send.event_type is EventType.ENQUEUED:
-            self._count_sent(send.facts, error_type)
+            self.telemetry.count_sent(send.facts, error_type)
 
     def _record_failed_send(self, queue: Any, job: Any, exc: BaseException) -> None:
         send = self._begin(queue, job, EventType.ENQUEUED)
         self._fail(send, exc)
-
-    def _count_sent(self, facts: JobFacts, error_type: str | None = None) -> None:
-        """messaging.client.sent.messages counts sends only: a scheduled or deferred job is
-        counted when rq really puts it on a queue (that is a send of its own)."""
-        attributes = {**facts.metric_attributes, OPERATION_NAME: _SEND.name}
-        if error_type is not None:
-            attributes[ERROR_TYPE] = error_type
-        self.telemetry.measurements.record(SENT, 1, attributes)
 
     def _begin(self, queue: Any, job: Any, event_type: EventType) -> _Send:
         start_ns = time.time_ns()
@@ -288,7 +279,7 @@ class EnqueueHooks:
                 enqueued_ns = as_epoch_ns(getattr(job, "enqueued_at", None))
             self.telemetry.publish(send.event_type, send.facts, send.span, enqueued_ns or now_ns)
             if send.event_type is EventType.ENQUEUED:
-                self._count_sent(send.facts)
+                self.telemetry.count_sent(send.facts)
             send.span.end(end_time=max(now_ns, enqueued_ns or 0))
 
 

@@ -44,8 +44,13 @@ class Telemetry:
         self.measurements.forward_from_horse(forward)
 
     # Metrics -------------------------------------------------------------------
-    def count_sent(self, facts: JobFacts, operation: str) -> None:
-        self.measurements.record(SENT, 1, {**facts.metric_attributes, OPERATION_NAME: operation})
+    def count_sent(self, facts: JobFacts, error_type: str | None = None) -> None:
+        """messaging.client.sent.messages counts sends only: a scheduled or deferred job is
+        counted when rq really puts it on a queue (that is a send of its own)."""
+        attributes = {**facts.metric_attributes, OPERATION_NAME: "send"}
+        if error_type is not None:
+            attributes[ERROR_TYPE] = error_type
+        self.measurements.record(SENT, 1, attributes)
 
     def record_time_in_queue(self, facts: JobFacts, seconds: float, span: Span) -> None:
         context = trace.set_span_in_context(span)
