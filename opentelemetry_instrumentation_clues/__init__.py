@@ -107,7 +107,7 @@ from .flush import flush_all
 from .legacy_exporter import LegacyJsonLineExporter
 from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
 from .marshaller import json_marshaller
-from .metrics import JobMetrics, MeasurementRouter
+from .metrics import JobMetrics
 from .package import _instruments
 from .preprocessing import Preprocessing
 from .publishers import (
@@ -178,7 +178,7 @@ class CluesInstrumentor(BaseInstrumentor):
         tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
         logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
         meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL)
-        telemetry = Telemetry(tracer, logger, MeasurementRouter(JobMetrics(meter)))
+        telemetry = Telemetry(tracer, logger, JobMetrics(meter))
         providers = [
             (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
             (lambda: logger_provider) if logger_provider else get_logger_provider,

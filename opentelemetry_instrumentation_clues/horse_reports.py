@@ -88,7 +88,7 @@ class ReportReplay:
             elif kind == "end":
                 self.lifecycle.ended(attempt, _outcome(report))
             elif kind == "m":
-                self.telemetry.measurements.record_forwarded(report)
+                self.telemetry.record_forwarded(report)
             elif kind == "log":
                 self.telemetry.emit_forwarded(report)
             elif kind == "done":

@@ -4,22 +4,18 @@ A forked work horse inherits its parent's cumulative metric state, and it ends
 with ``os._exit``: what it records itself is either lost or, if exported, a
 stale copy of the parent's series. So the horse never records: it forwards each
 measurement to the worker as it is made (:mod:`.horse_channel`), and the
-long-lived worker records it. The worker records
+long-lived worker records it (:class:`.telemetry.Telemetry` decides which). The worker records
 what happens in it directly (dequeue, a horse killed or stopped), and so does a
 SimpleWorker or a producer. No Redis round trip is involved.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import Meter
 from opentelemetry.util.types import AttributeValue
-
-from .safety import guarded
 
 # Seconds, from a few milliseconds to two hours: queue waits and job run times both span that.
 DURATION_BUCKETS = (
@@ -65,33 +61,6 @@ class JobMetrics:
             self._counters[name].add(value, attributes, context=context)
         else:
             self._histograms[name].record(value, attributes, context=context)
-
-
-class MeasurementRouter:
-    """Records here, or — inside a forked work horse — forwards each measurement to the worker."""
-
-    def __init__(self, metrics: JobMetrics) -> None:
-        self.metrics = metrics
-        self._horse_pid: int | None = None
-        self._forward: Callable[[dict[str, Any]], bool] | None = None
-
-    def record(
-        self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
-    ) -> None:
-        with guarded("recording a metric"):
-            forward = self._forward
-            in_horse = forward is not None and self._horse_pid == os.getpid()
-            if in_horse and forward is not None and forward({"t": "m", "n": name, "v": value, "a": attributes}):
-                return
-            self.metrics.record(name, value, attributes, context)
-
-    def forward_from_horse(self, forward: Callable[[dict[str, Any]], bool] | None) -> None:
-        """In a forked horse: hand measurements to ``forward`` (None: record here again)."""
-        self._horse_pid, self._forward = os.getpid(), forward
-
-    def record_forwarded(self, report: dict[str, Any]) -> None:
-        """In the worker: a measurement a horse forwarded."""
-        self.metrics.record(str(report["n"]), float(report["v"]), dict(report["a"]))
 
 
 class _DroppingMetricExporter:

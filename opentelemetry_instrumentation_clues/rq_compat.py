@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry
 from rq.timeouts import BaseTimeoutException
-from rq.worker import SpawnWorker, Worker
+from rq.worker import SimpleWorker, SpawnWorker, Worker
 
 # Exceptions rq raises through other code to steer it (a job's timeout, the horse
 # monitor's wake-up): clues' error guards must let them pass.
@@ -59,8 +59,6 @@ def worker_is_horse(worker: Any) -> bool:
 
 def worker_forks(worker: Any) -> bool:
     """A Worker that runs each job in a forked (or spawned) horse; SimpleWorker runs them itself."""
-    from rq.worker import SimpleWorker
-
     return isinstance(worker, Worker) and not isinstance(worker, SimpleWorker)
 
 

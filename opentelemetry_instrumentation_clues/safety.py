@@ -106,7 +106,7 @@ class guarded:  # lower case: used like a function, ``with guarded("where"):``
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        if exc is None or not isinstance(exc, Exception) or isinstance(exc, errors.control_flow):
+        if exc is None or not isinstance(exc, Exception) or errors.is_control_flow(exc):
             return False  # BaseExceptions (SystemExit, the horse's flush alarm) and rq's timeouts pass through
         errors.record(self.where, exc)  # any failure of ours must not reach the job
         return True
@@ -117,7 +117,7 @@ def call_guarded(where: str, func: Callable[..., T], *args: object, default: T, 
     try:
         return func(*args, **kwargs)
     except Exception as exc:
-        if isinstance(exc, errors.control_flow):
+        if errors.is_control_flow(exc):
             raise
         errors.record(where, exc)
         return default

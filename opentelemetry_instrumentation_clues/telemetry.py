@@ -17,10 +17,12 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import Logger, SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from .events import ERROR_TYPE, OPERATION_NAME, EventType, Failure, JobFacts
-from .metrics import CONSUMED, OUTCOME, PROCESS_DURATION, SENT, TIME_IN_QUEUE, MeasurementRouter
+from .metrics import CONSUMED, OUTCOME, PROCESS_DURATION, SENT, TIME_IN_QUEUE, JobMetrics
 from .safety import guarded
 
 Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
@@ -29,10 +31,10 @@ Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
 class Telemetry:
     """The tracer and logger clues writes through, plus the event publishing rule."""
 
-    def __init__(self, tracer: Tracer, logger: Logger, measurements: MeasurementRouter) -> None:
+    def __init__(self, tracer: Tracer, logger: Logger, metrics: JobMetrics) -> None:
         self.tracer = tracer
         self.logger = logger
-        self.measurements = measurements
+        self.metrics = metrics
         self._horse_pid: int | None = None
         self._forward: Forward | None = None
 
@@ -41,20 +43,36 @@ class Telemetry:
         """From now on, in this process, hand log records and measurements to ``forward``
         (None: emit them here again, as when the hand-off to the worker failed)."""
         self._horse_pid, self._forward = os.getpid(), forward
-        self.measurements.forward_from_horse(forward)
+
+    def _forwarding(self) -> Forward | None:
+        """Where this process hands its records and measurements, if it is a reporting horse."""
+        return self._forward if self._horse_pid == os.getpid() else None
 
     # Metrics -------------------------------------------------------------------
+    def _record(
+        self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
+    ) -> None:
+        with guarded("recording a metric"):
+            forward = self._forwarding()
+            if forward is not None and forward({"t": "m", "n": name, "v": value, "a": attributes}):
+                return
+            self.metrics.record(name, value, attributes, context)
+
+    def record_forwarded(self, report: dict[str, Any]) -> None:
+        """In the worker: a measurement a horse forwarded."""
+        self.metrics.record(str(report["n"]), float(report["v"]), dict(report["a"]))
+
     def count_sent(self, facts: JobFacts, error_type: str | None = None) -> None:
         """messaging.client.sent.messages counts sends only: a scheduled or deferred job is
         counted when rq really puts it on a queue (that is a send of its own)."""
         attributes = {**facts.metric_attributes, OPERATION_NAME: "send"}
         if error_type is not None:
             attributes[ERROR_TYPE] = error_type
-        self.measurements.record(SENT, 1, attributes)
+        self._record(SENT, 1, attributes)
 
     def record_time_in_queue(self, facts: JobFacts, seconds: float, span: Span) -> None:
         context = trace.set_span_in_context(span)
-        self.measurements.record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes, context)
+        self._record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes, context)
 
     def record_attempt_end(
         self, facts: JobFacts, span: Span, time_to_perform: float | None, outcome: str, failure: Failure | None = None
@@ -63,9 +81,9 @@ class Telemetry:
         if failure is not None:
             attributes[ERROR_TYPE] = failure.type
         context = trace.set_span_in_context(span)  # exemplars lead to the job's trace
-        self.measurements.record(CONSUMED, 1, attributes, context)
+        self._record(CONSUMED, 1, attributes, context)
         if time_to_perform is not None:
-            self.measurements.record(PROCESS_DURATION, max(0.0, time_to_perform), attributes, context)
+            self._record(PROCESS_DURATION, max(0.0, time_to_perform), attributes, context)
 
     # Events --------------------------------------------------------------------
     def publish(
@@ -101,10 +119,11 @@ class Telemetry:
                 "attrs": {**facts.base_attributes, **own},
                 "ev": event_type.event_name,
             }
-            if self._forward is not None and self._horse_pid == os.getpid():
+            forward = self._forwarding()
+            if forward is not None:
                 context = span.get_span_context()
                 record.update(t="log", tid=context.trace_id, sid=context.span_id, fl=int(context.trace_flags))
-                if self._forward(record):
+                if forward(record):
                     return
             self._emit(record, span)
 

@@ -12,6 +12,7 @@ job come out of one process, in order.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from typing import Any
 from opentelemetry import trace
 
 from . import attempts, spawn_handoff, worker_environ
-from .attempts import Attempt
+from .attempts import Attempt, Stage
 from .config import CluesConfig
 from .events import Failure
 from .failures import WORKER_SHUTDOWN, current_failure, job_should_retry, retry_failure, returned_retry_will_run
@@ -150,16 +151,11 @@ class WorkerHooks:
         if attempt is None or channel is None or self._following or not horse_pid:
             return wrapped(*args, **kwargs)
 
-        def deliver(report: dict[str, Any] | ValueError) -> None:
-            self.replay.deliver(attempt, report)
-
+        deliver = functools.partial(self.replay.deliver, attempt)
         self._following = True
         try:
-            channel.follow(horse_pid, deliver)
-        except Exception as exc:
-            if errors.is_control_flow(exc):
-                raise
-            errors.record("following the work horse", exc)
+            with guarded("following the work horse"):  # rq's monitor timeout passes through
+                channel.follow(horse_pid, deliver)
         finally:
             self._following = False
         result = wrapped(*args, **kwargs)
@@ -186,7 +182,7 @@ class WorkerHooks:
             with guarded("ending the process span"):
                 channel, attempt.channel = attempt.channel, None
                 if channel is not None:
-                    channel.drain(lambda report: self.replay.deliver(attempt, report))
+                    channel.drain(functools.partial(self.replay.deliver, attempt))
                     channel.close()
                 if stopped_by is not None:
                     message = f"the worker stopped while the job ran ({type(stopped_by).__name__})"
@@ -272,14 +268,10 @@ class WorkerHooks:
             else:  # performing without our dequeue (a custom loop)
                 attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=None)
             attempts.remember(worker, attempt)
-        started_ns, pid = time.time_ns(), os.getpid()
         if attempt.channel is not None and worker_is_horse(worker):
             self._enter_horse(attempt.channel)
-            attempt.start(started_ns, pid)
-            if not self._report(lambda reporter: reporter.started(attempt)):
-                self.lifecycle.publish_started(attempt)
-        else:
-            self.lifecycle.started(attempt, started_ns, pid)
+        if attempt.start(time.time_ns(), os.getpid()) and not self._handed_off(attempt, HorseReporter.started):
+            self.lifecycle.publish_started(attempt)
         return attempt
 
     def _enter_horse(self, channel: HorseChannel) -> None:
@@ -296,6 +288,13 @@ class WorkerHooks:
             self.telemetry.forward_from_horse(None)  # publish here from now on; counted by the reporter
             return False
         return True
+
+    def _handed_off(self, attempt: Attempt, send: Callable[..., bool], *args: Any) -> bool:
+        """Whether the worker will publish this transition: this process is the attempt's
+        forked horse and the report went through."""
+        if self._reporter is None or attempt.channel is None or not attempt.performing_here:
+            return False
+        return self._report(lambda reporter: send(reporter, attempt, *args))
 
     def _leave_horse(self, attempt: Attempt | None) -> None:
         """Before ``os._exit``: flush only what the horse's SDK holds (the job's own spans,
@@ -318,11 +317,8 @@ class WorkerHooks:
             if failure is None:
                 return
             attempt = self.lifecycle.begin(job, getattr(queue, "name", None) or job.origin, dequeued_ns=None)
+        if attempt.stage is Stage.ENDED:
+            return  # rq ran a returned Retry through its failure path too: the outcome is known
         outcome = self.lifecycle.outcome_of(attempt, job, failure, will_retry)
-        if self._reporter is not None and attempt.channel is not None and attempt.performing_here:
-            if not attempt.end():
-                return
-            if not self._report(lambda reporter: reporter.ended(attempt, outcome)):
-                self.lifecycle.publish_outcome(attempt, outcome)
-            return
-        self.lifecycle.ended(attempt, outcome)
+        if attempt.end() and not self._handed_off(attempt, HorseReporter.ended, outcome):
+            self.lifecycle.publish_outcome(attempt, outcome)
