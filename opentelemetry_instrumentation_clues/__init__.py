@@ -67,7 +67,7 @@ as the job, through the global propagator (``OTEL_PROPAGATORS``).
 
 Under ``opentelemetry-instrument``, ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clues``
 leaves clues out. Inside ``suppress_instrumentation()`` clues publishes nothing for
-the jobs enqueued there (no span, log record or count).
+the jobs enqueued, canceled or performed there (no span, log record or count).
 
 With the forking ``Worker``, the worker starts each attempt's ``process`` span
 before it forks; the work horse reports what happens (``perform_started``, the

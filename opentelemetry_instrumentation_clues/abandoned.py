@@ -13,7 +13,7 @@ from typing import Any
 
 from rq.exceptions import AbandonedJobError
 
-from .events import Failure
+from .events import Failure, exception_type_name
 from .failures import job_should_retry
 from .rq_compat import arg
 from .safety import guarded
@@ -40,5 +40,5 @@ class AbandonedJobHooks:
         if exc_type is not AbandonedJobError or job is None:
             return
         with guarded("failed"):
-            failure = Failure(AbandonedJobError.__name__, ABANDONED_MESSAGE, "")
+            failure = Failure(exception_type_name(AbandonedJobError), ABANDONED_MESSAGE, "")
             self.worker_hooks.abandoned(job, failure, job_should_retry(job))

@@ -31,16 +31,11 @@ from . import job_context
 from .config import CluesConfig
 from .events import (
     ERROR_TYPE,
-    JOB_ID,
-    MESSAGING_SYSTEM,
-    MESSAGING_SYSTEM_VALUE,
-    OPERATION_NAME,
-    OPERATION_TYPE,
-    QUEUE,
     EventType,
     JobFacts,
     exception_type_name,
     facts_for,
+    start_attributes,
 )
 from .job_context import JobClues
 from .job_trace import carrier_for, new_event_hash, start_continued, start_first_send
@@ -284,10 +279,4 @@ class EnqueueHooks:
 
 
 def _start_attributes(operation: _Operation, queue_name: str, job: Any) -> dict[str, AttributeValue]:
-    return {
-        MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
-        QUEUE: queue_name,
-        OPERATION_TYPE: operation.type,
-        OPERATION_NAME: operation.name,
-        JOB_ID: str(job.id),
-    }
+    return start_attributes(operation.type, operation.name, queue_name, str(job.id))

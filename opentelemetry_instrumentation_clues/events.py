@@ -101,6 +101,20 @@ def render_arguments(args: Any, kwargs: Any, limit: int, arguments: ArgumentPoli
     return bounded_json(args, limit, arguments.redactor), bounded_json(kwargs, limit, arguments.redactor)
 
 
+def start_attributes(
+    operation_type: str, operation_name: str, queue_name: str, job_id: str
+) -> dict[str, AttributeValue]:
+    """What a sampler sees when a span of a job starts: the messaging spec's sampling-relevant
+    attributes. The rest of the job's attributes follow only on a recording span."""
+    return {
+        MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+        QUEUE: queue_name,
+        OPERATION_TYPE: operation_type,
+        OPERATION_NAME: operation_name,
+        JOB_ID: job_id,
+    }
+
+
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -146,9 +160,14 @@ def _safe_key(key: Any) -> str:
 
 @dataclass(frozen=True)
 class Failure:
+    """Why an attempt failed. ``raised`` is False for the kinds clues names itself (a killed
+    horse, a stopped job, a returned ``Retry``): they are an ``error.type``, never an
+    ``exception.type``, since no exception of that name exists."""
+
     type: str
     message: str
     stacktrace: str
+    raised: bool = True
 
     @classmethod
     def from_exc_info(
@@ -277,7 +296,9 @@ class JobFacts:
         if time_to_perform is not None:
             attributes[TIME_TO_PERFORM] = max(0.0, time_to_perform)
         if failure is not None:
-            attributes[EXCEPTION_TYPE] = failure.type
+            attributes[ERROR_TYPE] = failure.type
+            if failure.raised:
+                attributes[EXCEPTION_TYPE] = failure.type
             # A job may raise with a message of any size: bounded like every user value.
             attributes[EXCEPTION_MESSAGE] = cut_text(failure.message, self.value_limit)
             attributes[EXCEPTION_STACKTRACE] = cut_middle(failure.stacktrace, self.stacktrace_limit)

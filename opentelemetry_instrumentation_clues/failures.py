@@ -1,4 +1,6 @@
-"""Name the failure of an attempt, including the ones that never raise in the job."""
+"""Name the failure of an attempt, including the ones that never raise in the job.
+
+Those get clues' own names, as ``error.type`` only (``Failure.raised`` is False)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ HORSE_KILLED = "WorkHorseKilled"
 JOB_STOPPED = "JobStopped"
 RETRY_RETURNED = "RetryReturned"
 WORKER_SHUTDOWN = "WorkerShutdown"  # a cold shutdown took the horse down with the worker
+UNKNOWN_FAILURE = "UnknownFailure"  # rq reported a failure clues cannot name
 
 _SIGNAL = re.compile(r"\(signal (\d+)\)")
 
@@ -29,12 +32,12 @@ def current_failure(exc_string: str | None, stopped: bool) -> Failure:
         return Failure.from_exc_info(exc_type, exc, tb)
     text = exc_string or ""
     if stopped:
-        return Failure(JOB_STOPPED, "job stopped by request (send_stop_job_command)", text)
+        return Failure(JOB_STOPPED, "job stopped by request (send_stop_job_command)", text, raised=False)
     if "terminated unexpectedly" in text:
         match = _SIGNAL.search(text)
         suffix = f" by signal {match.group(1)}" if match else ""
-        return Failure(HORSE_KILLED, f"work horse terminated unexpectedly{suffix}", text)
-    return Failure("UnknownFailure", text.strip().splitlines()[-1] if text.strip() else "", text)
+        return Failure(HORSE_KILLED, f"work horse terminated unexpectedly{suffix}", text, raised=False)
+    return Failure(UNKNOWN_FAILURE, text.strip().splitlines()[-1] if text.strip() else "", text, raised=False)
 
 
 def job_should_retry(job: Any) -> bool:
@@ -50,4 +53,4 @@ def returned_retry_will_run(job: Any, retry: Any) -> bool:
 
 
 def retry_failure(retry: Any) -> Failure:
-    return Failure(RETRY_RETURNED, f"job returned {retry!r}", "")
+    return Failure(RETRY_RETURNED, f"job returned {retry!r}", "", raised=False)

@@ -53,13 +53,14 @@ class HorseReporter:
         failure, facts = outcome.failure, attempt.facts
         if failure is not None:  # bounded here, so a huge message never fills the pipe
             message = cut_text(failure.message, facts.value_limit)
-            failure = Failure(failure.type, message, cut_middle(failure.stacktrace, facts.stacktrace_limit))
+            stacktrace = cut_middle(failure.stacktrace, facts.stacktrace_limit)
+            failure = Failure(failure.type, message, stacktrace, failure.raised)
         return self.send(
             {
                 "t": "end",
                 "ns": outcome.end_ns,
                 "ttp": outcome.time_to_perform,
-                "f": None if failure is None else [failure.type, failure.message, failure.stacktrace],
+                "f": None if failure is None else [failure.type, failure.message, failure.stacktrace, failure.raised],
                 "retry": outcome.will_retry,
                 "meta": outcome.metadata,
                 "pid": outcome.pid,
@@ -106,8 +107,13 @@ def _outcome(report: dict[str, Any]) -> Outcome:
     return Outcome(
         end_ns=int(report["ns"]),
         time_to_perform=None if ttp is None else float(ttp),
-        failure=None if failure is None else Failure(*(str(part) for part in failure)),
+        failure=None if failure is None else _failure(failure),
         will_retry=bool(report.get("retry")),
         metadata=dict(report.get("meta") or {}),
         pid=None if report.get("pid") is None else int(report["pid"]),
     )
+
+
+def _failure(reported: list[Any]) -> Failure:
+    type_name, message, stacktrace, raised = reported
+    return Failure(str(type_name), str(message), str(stacktrace), bool(raised))

@@ -66,7 +66,7 @@ _METADATA_FIELDS = (
     (ev.PROCESS, "process"),
     (ev.TIME_IN_QUEUE, "time_in_queue"),
     (ev.TIME_TO_PERFORM, "time_to_perform"),
-    (ev.EXCEPTION_TYPE, "exception"),
+    (ev.ERROR_TYPE, "exception"),  # the exception's type, or clues' name for a failure that never raised
     (ev.EXCEPTION_MESSAGE, "message"),
     (ev.JOB_ID, "job_id"),
     (ev.ATTEMPT, "attempt"),

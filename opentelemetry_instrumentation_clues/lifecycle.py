@@ -15,11 +15,12 @@ from typing import Any
 from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from . import job_context, spawn_handoff
 from .attempts import Attempt, Outcome
 from .config import CluesConfig
-from .events import OPERATION_NAME, OPERATION_TYPE, WILL_RETRY, EventType, Failure, facts_for, metadata_attributes
+from .events import WILL_RETRY, EventType, Failure, facts_for, metadata_attributes, start_attributes
 from .job_context import JobClues
 from .job_trace import carrier_for, new_event_hash, start_continued
 from .rq_compat import as_epoch_ns
@@ -42,7 +43,7 @@ class Lifecycle:
             SpanKind.CONSUMER,
             clues,
             mode,
-            {OPERATION_TYPE: "process", OPERATION_NAME: "process"},
+            _start_attributes(job, queue_name),
             dequeued_ns or time.time_ns(),
         )
         if clues is None:
@@ -52,20 +53,22 @@ class Lifecycle:
         clues.attempt += 1
         job_context.write(job, clues)
         facts = facts_for(job, queue_name, clues, self.config)
-        span.set_attributes(facts.base_attributes)
+        if span.is_recording():
+            span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
 
     def begin_spawned(self, job: Any, queue_name: str, handoff: spawn_handoff.Handoff) -> Attempt:
         """In a SpawnWorker's horse (a fresh interpreter): a ``perform`` span under the worker's."""
         parent = propagate.extract(handoff.carrier, context=Context())
         span = self.telemetry.tracer.start_span(
-            f"perform {queue_name}", context=parent, attributes={OPERATION_TYPE: "process", OPERATION_NAME: "process"}
+            f"perform {queue_name}", context=parent, attributes=_start_attributes(job, queue_name)
         )
         clues = job_context.read(job) or JobClues(event_hash=handoff.event_hash)
         clues.event_hash, clues.attempt = handoff.event_hash, handoff.attempt
         job_context.write(job, clues)
         facts = facts_for(job, queue_name, clues, self.config)
-        span.set_attributes(facts.base_attributes)
+        if span.is_recording():
+            span.set_attributes(facts.base_attributes)
         return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)
 
     # Transitions -------------------------------------------------------------------
@@ -138,6 +141,10 @@ class Lifecycle:
         """What the job added with clues_metadata() while it ran."""
         clues = job_context.read(job)
         return metadata_attributes(clues.metadata, self.config.max_value_length) if clues else {}
+
+
+def _start_attributes(job: Any, queue_name: str) -> dict[str, AttributeValue]:
+    return start_attributes("process", "process", queue_name, str(job.id))
 
 
 def _ended_ns(job: Any, attempt: Attempt) -> int:

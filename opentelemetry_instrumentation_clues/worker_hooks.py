@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 
 from . import attempts, spawn_handoff, worker_environ
 from .attempts import Attempt, Stage
@@ -68,7 +69,7 @@ class WorkerHooks:
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         result = wrapped(*args, **kwargs)
-        if result is not None:
+        if result is not None and is_instrumentation_enabled():
             with guarded("dequeued"):
                 job, queue = result
                 attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=time.time_ns())
@@ -186,13 +187,17 @@ class WorkerHooks:
                     channel.close()
                 if stopped_by is not None:
                     message = f"the worker stopped while the job ran ({type(stopped_by).__name__})"
-                    outcome = self.lifecycle.outcome_of(attempt, job, Failure(WORKER_SHUTDOWN, message, ""), False)
+                    outcome = self.lifecycle.outcome_of(
+                        attempt, job, Failure(WORKER_SHUTDOWN, message, "", raised=False), False
+                    )
                     self.lifecycle.ended(attempt, outcome)
                 attempt.end_span(attempt.horse_done_ns)
 
     # The outcome is published before rq handles it: handling it may enqueue the job
     # again (a retry, a repeat), and that must come after in the story.
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
+        if self._suppressed(worker, arg(args, kwargs, 0, "job")):
+            return wrapped(*args, **kwargs)
         with guarded("perform_finished"):
             job = arg(args, kwargs, 0, "job")
             self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
@@ -200,6 +205,8 @@ class WorkerHooks:
 
     def handle_job_failure(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
+        if self._suppressed(worker, job):
+            return wrapped(*args, **kwargs)
         # Read before rq clears them: the active exception, whether the job was stopped, retries left.
         stopped = job is not None and stopped_job_id(worker) == getattr(job, "id", None)
         failure = call_guarded("failed", current_failure, arg(args, kwargs, 3, "exc_string"), stopped, default=None)
@@ -213,6 +220,8 @@ class WorkerHooks:
         """A job returned ``Retry``: a failed attempt, retried unless its retries are used up.
         (rq may then also run it through handle_job_failure: the attempt has its outcome already.)"""
         job = arg(args, kwargs, 0, "job")
+        if self._suppressed(worker, job):
+            return wrapped(*args, **kwargs)
         retry = arg(args, kwargs, 2, "retry")
         with guarded("failed"):
             will_retry = returned_retry_will_run(job, retry)
@@ -221,6 +230,8 @@ class WorkerHooks:
 
     # Queue(is_async=False): the job runs inside enqueue, in this process ---------
     def run_sync(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
         job = arg(args, kwargs, 0, "job")
         attempt = call_guarded("dequeued", self._begin_sync_attempt, queue, job, default=None)
         if attempt is None:
@@ -248,6 +259,8 @@ class WorkerHooks:
     # Registry clean-up: a job whose worker died ---------------------------------
     def abandoned(self, job: Any, failure: Failure, will_retry: bool) -> None:
         """Its attempt's outcome, published by whichever process cleans up (it holds no attempt)."""
+        if not is_instrumentation_enabled():
+            return
         attempt = self.lifecycle.begin(job, job.origin, dequeued_ns=None)
         self.lifecycle.ended(attempt, self.lifecycle.outcome_of(attempt, job, failure, will_retry))
 
@@ -259,9 +272,11 @@ class WorkerHooks:
         self.lifecycle.started(attempt, time.time_ns(), os.getpid())
         return attempt
 
-    def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt:
+    def _start_perform(self, worker: Any, job: Any, queue: Any) -> Attempt | None:
         attempt = attempts.current(worker, job.id)
         if attempt is None:
+            if not is_instrumentation_enabled():
+                return None
             handoff = spawn_handoff.receive(str(job.id)) if worker_is_horse(worker) else None
             if handoff is not None:
                 attempt = self.lifecycle.begin_spawned(job, queue.name, handoff)
@@ -273,6 +288,12 @@ class WorkerHooks:
         if attempt.start(time.time_ns(), os.getpid()) and not self._handed_off(attempt, HorseReporter.started):
             self.lifecycle.publish_started(attempt)
         return attempt
+
+    @staticmethod
+    def _suppressed(holder: Any, job: Any) -> bool:
+        """Inside suppress_instrumentation() clues starts nothing; an attempt it began before
+        still gets its outcome."""
+        return not is_instrumentation_enabled() and attempts.current(holder, getattr(job, "id", None)) is None
 
     def _enter_horse(self, channel: HorseChannel) -> None:
         """A forked horse: from now on clues' records and measurements go to the worker."""

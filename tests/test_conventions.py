@@ -135,6 +135,7 @@ def test_exception_type_is_module_and_qualname_as_the_sdk_writes_it(redis_conn, 
 
     failed = [a for a in p.records() if a["clues.event_type"] == "failed"]
     assert [a["exception.type"] for a in failed] == [sdk_type, "ValueError"]  # builtins keep their bare name
+    assert [a["error.type"] for a in failed] == [sdk_type, "ValueError"]  # the failed record's error.type too
     processes = [s for s in p.finished_spans() if s.name == "process conventions"]
     assert [s.attributes["error.type"] for s in processes] == [sdk_type, "ValueError"]
     legacy = [json.loads(line) for line in path.read_text().splitlines()]
@@ -182,6 +183,23 @@ def test_nothing_is_published_for_jobs_enqueued_inside_suppress_instrumentation(
     assert pipeline.event_types() == ["enqueued"]
 
 
+def test_a_worker_running_inside_suppress_instrumentation_publishes_nothing(redis_conn, pipeline: Pipeline):
+    queue = Queue("quiet-worker", connection=redis_conn)
+    done, failed = queue.enqueue(jobs.add, 1, 2), queue.enqueue(jobs.fail, "boom")
+    enqueued = pipeline.records()
+    with suppress_instrumentation():
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+        Queue("quiet-sync", connection=redis_conn, is_async=False).enqueue(jobs.add, 3, 4)
+    assert [done.get_status(refresh=True), failed.get_status(refresh=True)] == ["finished", "failed"]
+    assert pipeline.records() == enqueued  # only the two enqueues, from before
+    assert [s.name for s in pipeline.finished_spans()] == ["send quiet-worker", "send quiet-worker"]
+    assert pipeline.totals("messaging.client.consumed.messages", "clues.outcome") == {}
+    again = queue.enqueue(jobs.add, 5, 6)  # and outside it, clues is on
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    stories = [a["clues.event_type"] for a in pipeline.records() if a["messaging.message.id"] == again.id]
+    assert stories == ["enqueued", "dequeued", "perform_started", "perform_finished"]
+
+
 # --- what samplers see -----------------------------------------------------------------------------
 
 
@@ -219,6 +237,32 @@ def test_samplers_see_the_messaging_attributes_when_a_send_span_starts(redis_con
         assert all(s.attributes["rq.job.func_name"] == "tests.jobs.add" for s in spans)
     else:
         assert spans == []
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["sampled", "dropped"])
+def test_samplers_see_the_messaging_attributes_when_a_process_span_starts(redis_conn, keep):
+    queue = Queue("consumed", connection=redis_conn)
+    job = queue.enqueue(jobs.add, 1, 2)  # uninstrumented: the attempt starts a trace of its own
+    sampler = SpySampler(keep)
+    with Pipeline(sampler=sampler) as p:
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    assert job.get_status(refresh=True) == "finished"
+    (started,) = sampler.seen
+    assert started[0] == "process consumed"
+    assert {key: started[1].get(key) for key in START_KEYS} == {
+        "messaging.system": "rq",
+        "messaging.destination.name": "consumed",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.message.id": job.id,
+    }
+    assert p.event_types() == ["dequeued", "perform_started", "perform_finished"]  # records whatever is sampled
+    if keep:
+        (span,) = p.finished_spans()
+        assert span.attributes["rq.job.func_name"] == "tests.jobs.add"  # the rest, once it records
+        assert [e.name for e in span.events] == ["dequeued", "perform_started", "perform_finished"]
+    else:
+        assert p.finished_spans() == []
 
 
 # --- sent.messages ---------------------------------------------------------------------------------

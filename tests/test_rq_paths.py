@@ -136,10 +136,11 @@ def test_returned_retry_counts_as_a_failed_attempt(redis_conn, captured, instrum
     SimpleWorker([queue], connection=redis_conn).work(burst=True)
     assert job.get_status(refresh=True) == "failed"
     failed = [a for a in captured.log_attributes() if a["clues.event_type"] == "failed"]
-    assert [(a["exception.type"], a["rq.job.will_retry"], a["rq.job.attempt"]) for a in failed] == [
+    assert [(a["error.type"], a["rq.job.will_retry"], a["rq.job.attempt"]) for a in failed] == [
         ("RetryReturned", True, 1),
         ("RetryReturned", False, 2),
     ]
+    assert not any("exception.type" in a for a in failed)  # a returned Retry is no exception
     assert len({a["clues.event_hash"] for a in captured.log_attributes()}) == 1
 
 
@@ -172,7 +173,7 @@ def test_killed_horse_is_reported_by_the_worker(redis_conn, captured, instrument
     assert [a["clues.event_type"] for a in logs] == ["enqueued", "dequeued", "perform_started", "failed"]
     failed = logs[-1]
     assert logs[2]["process.pid"] != os.getpid()  # the horse's
-    assert failed["exception.type"] == "WorkHorseKilled"
+    assert failed["error.type"] == "WorkHorseKilled" and "exception.type" not in failed
     assert "signal 9" in failed["exception.message"]
     assert failed["process.pid"] == os.getpid() == logs[1]["process.pid"]  # published by the surviving parent
     assert failed["clues.time_to_perform"] > 0  # from the horse's perform_started to its death

@@ -714,7 +714,7 @@ def test_failures_content(dashboards: dict[str, dict[str, Any]]) -> None:
     dash = dashboards["failures.json"]
     exprs = _exprs(dash)
     assert "topk(10, sum by (error_type)" in exprs
-    assert "topk(10, sum by (exception_type)" in exprs
+    assert "sum by (error_type) (count_over_time(" in exprs  # lifecycle events by error.type, like the metrics
     logs = [p for p in sq.iter_panels(dash) if p["type"] == "logs"]
     assert logs
     expr = logs[0]["targets"][0]["expr"]

@@ -19,14 +19,11 @@ from rq import Queue
 from rq.job import Job
 
 from opentelemetry_instrumentation_clues import worker_environ
-from tests.otlp_receiver import otlp_receiver
 from tests.processes import env_with, instrumented, rq_worker_cmd, run
 
-JOBS = 4500
-# Jobs done at the samples each window takes its lowest reading from. The early window starts
-# late: a worker that exports its horses' telemetry warms up caches (protobuf, HTTP) over its
-# first three thousand jobs or so, then stays flat (see docs/performance.md).
-EARLY = range(3000, 3301)
+JOBS = 3000
+# Jobs done at the samples each window takes its lowest reading from, after the worker's warm-up.
+EARLY = range(1500, 1801)
 LATE = range(JOBS - 300, JOBS + 1)
 JOBS_BETWEEN = (LATE.start + LATE.stop) // 2 - (EARLY.start + EARLY.stop) // 2
 
@@ -116,7 +113,7 @@ def enqueue(redis_url: str, queue: str) -> list[str]:
     return [jobs.enqueue("tests.jobs.c_environ_job_id").id for _ in range(JOBS)]
 
 
-@pytest.mark.slow  # two workers x 4500 forked jobs: run once, on the newest rq
+@pytest.mark.slow  # two workers x 3000 forked jobs: run once, on the newest rq
 @pytest.mark.timeout(900)
 def test_instrumented_forking_worker_keeps_no_job_ids_in_its_heap(redis_url, tmp_path):
     # The control: plain rq's worker keeps every job id it has set with setenv.
@@ -124,11 +121,19 @@ def test_instrumented_forking_worker_keeps_no_job_ids_in_its_heap(redis_url, tmp
     plain = heap_growth_per_job(run_probed_worker(redis_url, "plain", tmp_path, {}, instrument=False))
     assert plain > 60, f"plain rq no longer grows per job ({plain:.1f} B/job): is worker_environ still needed?"
 
+    # The instrumented worker publishes every job's lifecycle as legacy lines, and nothing over OTLP:
+    # what the heap holds is then clues' and rq's, not an exporter's (an OTLP/HTTP exporter's own
+    # heap drifts by 10-20 B/job, with or without clues; docs/performance.md).
     job_ids = enqueue(redis_url, "clues")
-    with otlp_receiver("http") as receiver:
-        samples = run_probed_worker(redis_url, "clues", tmp_path, receiver.otel_env("worker"), instrument=True)
-        receiver.wait_for(lambda r: len({s.trace_id for s in r.spans}) >= JOBS)  # it was instrumented
+    lines = tmp_path / "clues.log"
+    no_otlp = {f"OTEL_{signal}_EXPORTER": "none" for signal in ("TRACES", "LOGS", "METRICS")}
+    samples = run_probed_worker(
+        redis_url, "clues", tmp_path, {**no_otlp, "OTEL_PYTHON_CLUES_PUBLISHER": str(lines)}, instrument=True
+    )
+    finished = [line for line in lines.read_text().splitlines() if '"perform_finished"' in line]
+    assert len(finished) == JOBS  # it was instrumented
     clues = heap_growth_per_job(samples)
+    # One job id kept per job ("RQ_JOB_ID=<36 chars>" in a malloc chunk) is at least 48 B/job.
     assert clues < 16, f"the instrumented worker's C heap grew {clues:.1f} B/job (plain rq: {plain:.1f})"
 
     # The job, in the horse, still sees its own id where C code and child programs look.
