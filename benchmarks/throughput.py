@@ -49,6 +49,7 @@ VARIANTS = [
     ("sdk-only", "reference: SDK batch processors + dropping exporters, nothing instrumented"),
     (TARGET_VARIANT, "clues, SDK batch processors, exporters that drop everything"),
     ("clues-otlp-http", "clues, SDK batch processors, OTLP/HTTP to a loopback sink"),
+    ("clues-drop-no-span-events", "as clues-drop, with span_events=False (log records only)"),
     ("clues-legacy-log", "clues, instrument(event_publisher=LogPublisher(file)), no other OTel set-up"),
     ("otel-instrumentation-rq", "PyPI opentelemetry-instrumentation-rq, dropping exporters"),
     ("otel-instrumentation-rq-otlp-http", "PyPI opentelemetry-instrumentation-rq, OTLP/HTTP to the same sink"),

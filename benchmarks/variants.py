@@ -115,6 +115,15 @@ def clues_otlp_http(spec: dict[str, Any]) -> Check | None:
     return None
 
 
+def clues_drop_no_span_events(spec: dict[str, Any]) -> Check | None:
+    """clues-drop with span_events=False: lifecycle events as log records only (OTEP 4430)."""
+    from opentelemetry_instrumentation_clues import CluesInstrumentor
+
+    _global_sdk_providers(*_drop_exporters())
+    CluesInstrumentor().instrument(span_events=False)
+    return None
+
+
 def clues_legacy_log(spec: dict[str, Any]) -> Check | None:
     """Seed-style wiring, in one call and with no other OTel set-up (DESIGN §4)."""
     from opentelemetry_instrumentation_clues import CluesInstrumentor
@@ -154,6 +163,7 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "sdk-only": sdk_only,
     "clues-drop": clues_drop,
     "clues-otlp-http": clues_otlp_http,
+    "clues-drop-no-span-events": clues_drop_no_span_events,
     "clues-legacy-log": clues_legacy_log,
     "otel-instrumentation-rq": otel_instrumentation_rq,
     "otel-instrumentation-rq-otlp-http": otel_instrumentation_rq_otlp_http,

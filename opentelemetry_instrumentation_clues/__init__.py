@@ -52,6 +52,10 @@ and the producer likewise (``opentelemetry-instrument python app.py``). In code:
 * ``args_repr`` (default false; env ``OTEL_PYTHON_CLUES_ARGS_REPR``): arguments without a JSON
   form are shown by type name (``<app.models.Invoice>``) and none of their code runs; true shows
   them by ``repr()``, run off the enqueuing/working thread with a 200 ms limit per job.
+* ``span_events`` (default true; env ``OTEL_PYTHON_CLUES_SPAN_EVENTS``): each lifecycle event is a
+  span event as well as a log record; false writes the log records only, for those who follow
+  OpenTelemetry's deprecation of the span event API (OTEP 4430). Spans, their status and the
+  legacy output are unchanged.
 * ``event_publisher``, ``event_marshaller``, ``item_preprocessor`` (env
   ``OTEL_PYTHON_CLUES_PUBLISHER``, ``…_EVENT_MARSHALLER``, ``…_ITEM_PREPROCESSOR``): the seed's
   JSON-line output, e.g. ``instrument(event_publisher=LogPublisher("/var/log/rq-clues.log"))``.
@@ -178,7 +182,7 @@ class CluesInstrumentor(BaseInstrumentor):
         tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
         logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
         meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL)
-        telemetry = Telemetry(tracer, logger, JobMetrics(meter))
+        telemetry = Telemetry(tracer, logger, JobMetrics(meter), span_events=config.span_events)
         providers = [
             (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
             (lambda: logger_provider) if logger_provider else get_logger_provider,

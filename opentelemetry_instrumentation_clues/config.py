@@ -52,6 +52,8 @@ class CluesConfig:
     args_sanitizer: ArgsSanitizer | None = field(default=None, compare=False)
     # Spell argument objects without a JSON form by repr() (time-limited) instead of their type name.
     args_repr: bool = False
+    # Lifecycle events as span events as well as log records (OTEP 4430 deprecates span events).
+    span_events: bool = True
 
     @cached_property
     def arguments(self) -> ArgumentPolicy:
@@ -78,6 +80,7 @@ class CluesConfig:
             raise ValueError(f"clues propagation must be one of {choices}, not {propagation!r}") from None
         capture = pick("capture_args", "CAPTURE_ARGS")
         args_repr = pick("args_repr", "ARGS_REPR")
+        span_events = pick("span_events", "SPAN_EVENTS")
         sanitizer = kwargs.get("args_sanitizer")
         if sanitizer is None and _env("ARGS_SANITIZER"):
             sanitizer = load_callable(str(_env("ARGS_SANITIZER")), ENV_PREFIX + "ARGS_SANITIZER")
@@ -99,6 +102,7 @@ class CluesConfig:
             redact_kwargs=_key_list(pick("redact_kwargs", "REDACT_KWARGS"), cls.redact_kwargs),
             args_sanitizer=sanitizer,
             args_repr=cls.args_repr if args_repr is None else _flag(args_repr),
+            span_events=cls.span_events if span_events is None else _flag(span_events),
         )
 
 

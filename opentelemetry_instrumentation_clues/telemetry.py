@@ -31,10 +31,11 @@ Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
 class Telemetry:
     """The tracer and logger clues writes through, plus the event publishing rule."""
 
-    def __init__(self, tracer: Tracer, logger: Logger, metrics: JobMetrics) -> None:
+    def __init__(self, tracer: Tracer, logger: Logger, metrics: JobMetrics, *, span_events: bool = True) -> None:
         self.tracer = tracer
         self.logger = logger
         self.metrics = metrics
+        self.span_events = span_events  # False: log records only (OTEP 4430 deprecates span events)
         self._horse_pid: int | None = None
         self._forward: Forward | None = None
 
@@ -107,9 +108,10 @@ class Telemetry:
             failure=failure,
             extra=extra,
         )
-        with guarded(f"{event_type.value} span event"):
-            # The span already holds the job's attributes: the event adds only its own.
-            span.add_event(event_type.value, own, timestamp=timestamp_ns)
+        if self.span_events and span.is_recording():
+            with guarded(f"{event_type.value} span event"):
+                # The span already holds the job's attributes: the event adds only its own.
+                span.add_event(event_type.value, own, timestamp=timestamp_ns)
         with guarded(f"{event_type.value} log record"):
             failed = event_type is EventType.FAILED
             record = {

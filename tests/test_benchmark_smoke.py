@@ -15,6 +15,7 @@ ROWS = [
     "sdk-only",
     "clues-drop",
     "clues-otlp-http",
+    "clues-drop-no-span-events",
     "clues-legacy-log",
     "otel-instrumentation-rq",
     "otel-instrumentation-rq-otlp-http",

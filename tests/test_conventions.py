@@ -265,6 +265,30 @@ def test_samplers_see_the_messaging_attributes_when_a_process_span_starts(redis_
         assert p.finished_spans() == []
 
 
+# --- span events (OTEP 4430 deprecates them in favour of log-based events) ---------------------------
+
+
+@pytest.mark.parametrize("switch", ["kwarg", "env"])
+def test_span_events_false_writes_the_lifecycle_as_log_records_only(redis_conn, tmp_path, monkeypatch, switch):
+    path = tmp_path / "clues.log"
+    if switch == "env":
+        monkeypatch.setenv("OTEL_PYTHON_CLUES_SPAN_EVENTS", "false")
+    options = {"span_events": False} if switch == "kwarg" else {}
+    with Pipeline(event_publisher=LogPublisher(path), **options) as p:
+        queue = Queue("no-span-events", connection=redis_conn)
+        queue.enqueue(jobs.add, 1, 2)
+        queue.enqueue(jobs.fail, "boom")
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    story = ["enqueued", "dequeued", "perform_started"]
+    assert p.event_types() == [*story[:1], *story[:1], *story[1:], "perform_finished", *story[1:], "failed"]
+    spans = p.finished_spans()
+    assert sorted(s.name for s in spans) == ["process no-span-events"] * 2 + ["send no-span-events"] * 2
+    assert all(not s.events for s in spans)  # no span events, and everything else as before
+    (failed,) = [s for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert failed.attributes["error.type"] == "ValueError"
+    assert len(path.read_text().splitlines()) == 8  # the legacy lines come from the log records
+
+
 # --- sent.messages ---------------------------------------------------------------------------------
 
 
