@@ -64,17 +64,21 @@ def start_continued(
     When the current span already belongs to the job's trace (a retry enqueued
     from inside the failing attempt), it is the more precise parent; when it
     belongs to another trace (a dependent enqueued by the job it waited for), it
-    is linked.
+    is linked. An attempt's ``process`` span also links to the job's creation
+    context (its last send), as the messaging conventions ask, even when that is
+    its parent.
     """
     parent = job_parent_context(clues, mode)
     current = trace.get_current_span().get_span_context()
-    links = None
+    links: list[Link] | None = None
     if parent is not None:
         stored = trace.get_current_span(parent).get_span_context()
+        if kind is SpanKind.CONSUMER:
+            links = [Link(stored)]
         if current.is_valid and current.trace_id == stored.trace_id:
             parent = None  # the current context
         elif current.is_valid:
-            links = [Link(current)]
+            links = [*(links or ()), Link(current)]
     elif mode is not Propagation.NONE or kind is SpanKind.CONSUMER:
         parent = Context()  # a job without context starts its own trace in the worker
     return tracer.start_span(name, context=parent, kind=kind, attributes=attributes, start_time=start_ns, links=links)

@@ -265,6 +265,26 @@ def test_samplers_see_the_messaging_attributes_when_a_process_span_starts(redis_
         assert p.finished_spans() == []
 
 
+# --- links ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("propagation", ["link", "child"])
+def test_each_process_span_links_to_the_send_that_created_its_message(redis_conn, propagation):
+    with Pipeline(propagation=propagation) as p:
+        queue = Queue("linked", connection=redis_conn)
+        queue.enqueue(jobs.retry_until_exhausted)  # two attempts, the second after a re-enqueue
+        SimpleWorker([queue], connection=redis_conn).work(burst=True)
+    spans = sorted(p.finished_spans(), key=lambda s: s.start_time)
+    sends = [s for s in spans if s.kind is SpanKind.PRODUCER]
+    processes = [s for s in spans if s.kind is SpanKind.CONSUMER]
+    assert len(processes) == 2 and len(sends) == 2
+    for process in processes:
+        # the send that put this attempt's message on the queue: the latest one before it started
+        (creation,) = [s for s in sends if s.start_time < process.start_time][-1:]
+        assert [link.context.span_id for link in process.links] == [creation.context.span_id]
+        assert process.parent is not None and process.parent.span_id == creation.context.span_id  # and its parent
+
+
 # --- span events (OTEP 4430 deprecates them in favour of log-based events) ---------------------------
 
 
