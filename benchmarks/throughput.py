@@ -47,6 +47,7 @@ VARIANTS = [
     # (name, what it is)
     (BASELINE, "plain RQ, no instrumentation"),
     ("sdk-only", "reference: SDK batch processors + dropping exporters, nothing instrumented"),
+    ("sdk-floor", "reference: sdk-only plus exactly the SDK calls clues makes per enqueue and job, nothing of clues"),
     (TARGET_VARIANT, "clues, SDK batch processors, exporters that drop everything"),
     ("clues-otlp-http", "clues, SDK batch processors, OTLP/HTTP to a loopback sink"),
     ("clues-drop-no-span-events", "as clues-drop, with span_events=False (log records only)"),
@@ -66,6 +67,9 @@ TARGETS: list[tuple[str, str, float | None, str | None, float]] = [
     ("enqueue", TARGET_VARIANT, 0.80, None, 0.0),
     ("enqueue", OTLP_VARIANT, None, PEER_OTLP, 0.0),
 ]
+# Issue 18: clues' own CPU per job beyond the SDK calls it makes (sdk-floor), per metric, in µs.
+SDK_FLOOR = "sdk-floor"
+CPU_TARGETS: list[tuple[str, str, float]] = [("enqueue", TARGET_VARIANT, 10.0), ("simple", TARGET_VARIANT, 40.0)]
 RSS_TARGET_MB = 5.0
 
 
@@ -498,6 +502,8 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
     labels = dict(THROUGHPUT_METRICS)
     for metric, name, floor, rival, gap in TARGETS:
         out.append(target_line(rows, metric, labels[metric], name, floor, rival, gap))
+    for metric, name, budget_us in CPU_TARGETS:
+        out.append(cpu_target_line(rows, labels[metric], metric, name, budget_us))
     target = rows[TARGET_VARIANT]
     line = f"  {'redis commands/job equal':28}"
     if target.commands is None or base.commands is None:
@@ -541,6 +547,16 @@ def target_line(
     else:
         line += f"{value:<6.2f}"
     return line + ("PASS" if all(verdicts) else "MISS")
+
+
+def cpu_target_line(rows: dict[str, Row], label: str, metric: str, name: str, budget_us: float) -> str:
+    """``name``'s CPU per job beyond sdk-floor's (the SDK calls alone) at most ``budget_us``."""
+    line = f"  {label + ', ' + name + ' CPU beyond ' + SDK_FLOOR + f' <= {budget_us:.0f} us':74}"
+    row, floor = rows[name], rows[SDK_FLOOR]
+    if row.error or floor.error or not row.cpu_us[metric] or not floor.cpu_us[metric]:
+        return line + "n/a   not measured"
+    beyond = statistics.median(row.cpu_us[metric]) - statistics.median(floor.cpu_us[metric])
+    return line + f"{beyond:<6.0f}" + ("PASS" if beyond <= budget_us else "MISS")
 
 
 def machine() -> str:

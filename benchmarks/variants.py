@@ -99,6 +99,39 @@ def sdk_only(spec: dict[str, Any]) -> Check | None:
     return None
 
 
+def _defining_class(cls: type, method: str) -> type:
+    return next(klass for klass in cls.__mro__ if method in vars(klass))
+
+
+def sdk_floor(spec: dict[str, Any]) -> Check | None:
+    """Reference: exactly the SDK calls clues makes per enqueue and per worker job
+    (``benchmarks/sdk_floor.py``), made by two plain wrappers around rq's methods, with the
+    SDK set up as for clues-drop and nothing of clues. clues-drop's CPU beyond this row is
+    clues' own work."""
+    from benchmarks import sdk_floor as floor
+
+    _global_sdk_providers(*_drop_exporters())
+    per_enqueue = floor.sdk_calls_per_enqueue()
+    owner = _defining_class(Queue, "enqueue_job")
+    enqueue_job = vars(owner)["enqueue_job"]
+
+    def enqueue_job_and_sdk_calls(self: Any, *args: Any, **kwargs: Any) -> Any:
+        job = enqueue_job(self, *args, **kwargs)
+        per_enqueue()
+        return job
+
+    owner.enqueue_job = enqueue_job_and_sdk_calls
+    owner = _defining_class(SimpleWorker, "perform_job")
+    perform_job = vars(owner)["perform_job"]
+
+    def perform_job_and_sdk_calls(self: Any, *args: Any, **kwargs: Any) -> Any:
+        floor.worker_side_sdk_calls()
+        return perform_job(self, *args, **kwargs)
+
+    owner.perform_job = perform_job_and_sdk_calls
+    return None
+
+
 def clues_drop(spec: dict[str, Any]) -> Check | None:
     from opentelemetry_instrumentation_clues import CluesInstrumentor
 
@@ -161,6 +194,7 @@ def otel_instrumentation_rq_otlp_http(spec: dict[str, Any]) -> Check | None:
 VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "plain-rq": plain_rq,
     "sdk-only": sdk_only,
+    "sdk-floor": sdk_floor,
     "clues-drop": clues_drop,
     "clues-otlp-http": clues_otlp_http,
     "clues-drop-no-span-events": clues_drop_no_span_events,

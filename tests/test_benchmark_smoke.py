@@ -13,6 +13,7 @@ from tests.processes import REPO_ROOT, env_with
 ROWS = [
     "plain-rq",
     "sdk-only",
+    "sdk-floor",
     "clues-drop",
     "clues-otlp-http",
     "clues-drop-no-span-events",
@@ -27,6 +28,8 @@ TARGETS = [  # DESIGN §6
     "SimpleWorker, clues-otlp-http >= 0.90",
     "enqueue, clues-drop >= 0.80",
     "enqueue, clues-otlp-http >= otel-instrumentation-rq-otlp-http",
+    "enqueue, clues-drop CPU beyond sdk-floor <= 10 us",
+    "SimpleWorker, clues-drop CPU beyond sdk-floor <= 40 us",
     "redis commands/job equal",
     "RSS growth < 5 MB",
 ]
