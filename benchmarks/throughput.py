@@ -533,7 +533,7 @@ def target_line(
     wants = [f">= {floor:.2f}"] if floor is not None else []
     if rival is not None:
         wants.append(f">= {rival}" + (f" - {gap:.2f}" if gap else ""))
-    line = f"  {label + ', ' + name + ' ' + ' and '.join(wants):74}"
+    line = f"  {label + ', ' + name + ' ' + ' and '.join(wants):74} "
     value = median_ratio(rows[name], metric)
     if value is None:
         return line + "n/a   not measured"
@@ -551,7 +551,7 @@ def target_line(
 
 def cpu_target_line(rows: dict[str, Row], label: str, metric: str, name: str, budget_us: float) -> str:
     """``name``'s CPU per job beyond sdk-floor's (the SDK calls alone) at most ``budget_us``."""
-    line = f"  {label + ', ' + name + ' CPU beyond ' + SDK_FLOOR + f' <= {budget_us:.0f} us':74}"
+    line = f"  {label + ', ' + name + ' CPU beyond ' + SDK_FLOOR + f' <= {budget_us:.0f} us':74} "
     row, floor = rows[name], rows[SDK_FLOOR]
     if row.error or floor.error or not row.cpu_us[metric] or not floor.cpu_us[metric]:
         return line + "n/a   not measured"
