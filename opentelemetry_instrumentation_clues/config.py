@@ -11,8 +11,13 @@ from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from .bounded_call import BoundedCaller
-from .redaction import DEFAULT_REDACT_KWARGS, ArgsSanitizer, ArgumentPolicy, Redactor
+from opentelemetry_instrumentation_clues.runtime.threads import BoundedCaller
+from opentelemetry_instrumentation_clues.values.redaction import (
+    DEFAULT_REDACT_KWARGS,
+    ArgsSanitizer,
+    ArgumentPolicy,
+    Redactor,
+)
 
 
 class Propagation(str, Enum):

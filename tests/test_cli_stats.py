@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from opentelemetry_instrumentation_clues import cli
-from opentelemetry_instrumentation_clues.event_log import (
+from opentelemetry_instrumentation_clues.cli.event_log import (
     Malformed,
     Progress,
     iter_events,
     parse_duration,
     parse_event,
 )
-from opentelemetry_instrumentation_clues.stats import LogHistogram, StatsCollector
+from opentelemetry_instrumentation_clues.cli.stats import LogHistogram, StatsCollector
 from tests.cli_support import REPO_ROOT, cli_env, event_line, failure_meta, job_lines, run_cli, write_lines
 
 GROUPS = [("default", "tests.jobs.add"), ("default", "tests.jobs.div"), ("high", "tests.jobs.add")]

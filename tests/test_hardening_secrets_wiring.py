@@ -14,8 +14,8 @@ from typing import Any
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor
-from opentelemetry_instrumentation_clues.events import ARGS, KWARGS
-from opentelemetry_instrumentation_clues.redaction import REDACTED, SANITIZER_FAILED
+from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.values.redaction import REDACTED, SANITIZER_FAILED
 from tests import hardening_jobs
 from tests.hardening_jobs import clues_with_log_file
 

@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from opentelemetry_instrumentation_clues import worker_environ
+from opentelemetry_instrumentation_clues.runtime import worker_environ
 from tests.processes import env_with, instrumented, rq_worker_cmd, run
 
 JOBS = 3000
