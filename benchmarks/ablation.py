@@ -33,7 +33,7 @@ def flush_inline(spec: dict[str, Any]) -> None:
         action()
         return True
 
-    flush.run_bounded = run_inline
+    flush.run_with_timeout = run_inline
     variants.clues_drop(spec)
 
 

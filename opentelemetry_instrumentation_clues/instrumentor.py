@@ -29,7 +29,7 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
     owner_of,
 )
 from opentelemetry_instrumentation_clues.instrumentation.worker_hooks import WorkerHooks
-from opentelemetry_instrumentation_clues.legacy.wiring import LegacyOutput, LegacySettings, attach_legacy_output
+from opentelemetry_instrumentation_clues.legacy.wiring import LegacyOutput, attach_legacy_output
 from opentelemetry_instrumentation_clues.package import _instruments
 from opentelemetry_instrumentation_clues.runtime import fork_safety, worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import flush_all
@@ -81,12 +81,11 @@ class CluesInstrumentor(BaseInstrumentor):
     def _instrument(self, **kwargs: Any) -> None:
         config = CluesConfig.from_kwargs(**kwargs)
         errors.control_flow = RQ_CONTROL_FLOW
-        legacy = LegacySettings.from_kwargs(**kwargs)
         tracer_provider = kwargs.get("tracer_provider")
         logger_provider = kwargs.get("logger_provider")
         self._legacy_output = None
-        if legacy.publisher is not None:
-            self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
+        if config.event_publisher is not None:
+            self._legacy_output, logger_provider = attach_legacy_output(config, logger_provider)
         meter_provider = kwargs.get("meter_provider")
         # schema_url: backends that translate between semconv versions learn which names these are.
         tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
@@ -102,8 +101,8 @@ class CluesInstrumentor(BaseInstrumentor):
         worker_environ.install()
         self._providers = providers
         preprocessing = None
-        if legacy.item_preprocessor is not None:
-            preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
+        if config.item_preprocessor is not None:
+            preprocessing = Preprocessing(config.item_preprocessor, config.preprocessor_timeout_millis / 1000)
         self._patched = []
         enqueue_hooks = EnqueueHooks(telemetry, config, preprocessing)
         self._patch(Queue, _QUEUE_PATCHES, enqueue_hooks)

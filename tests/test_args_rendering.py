@@ -137,7 +137,7 @@ def test_rendering_arguments_and_metadata_calls_no_method_of_theirs():
 
 
 def render_work(monkeypatch: pytest.MonkeyPatch, value: Any, limit: int, redactor: Any = None) -> tuple[int, str]:
-    """Work done to render ``value``: Python lines run in bounded.py plus chars json's C encoder wrote.
+    """Work done to render ``value``: Python lines run in values/converter.py plus chars json's C encoder wrote.
 
     Counted, not timed: both grow with every element the renderer reads."""
     lines = 0

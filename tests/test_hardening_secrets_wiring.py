@@ -1,7 +1,7 @@
 """args_sanitizer / redact_kwargs given to instrument() (or by environment) reach every event.
 
 These need the hooks to pass ``arguments=self.config.arguments`` to ``JobFacts.build``
-(enqueue_hooks.py and worker_hooks.py).
+(instrumentation/enqueue_hooks.py and worker_hooks.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Read legacy clues JSON-line event logs, one event at a time.
 
-The legacy line format (DESIGN.md section 4) is one JSON object per line::
+The legacy line format (docs/design.md, "The legacy output") is one JSON object per line::
 
     {"event_type":"dequeued","timestamp":"2013-06-04T20:59:58Z","queue":"q",
      "metadata":{"event_hash":"…","hostname":"h","process":1,"time_in_queue":0.52},
@@ -29,9 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import IO, Any, cast
 
+from opentelemetry_instrumentation_clues.environment_variables import (
+    CLUES_PROGRESS_DELAY_OLD_NAME,
+    OTEL_PYTHON_CLUES_PROGRESS_DELAY,
+)
 from opentelemetry_instrumentation_clues.event_types import EVENT_TYPES, TERMINAL_EVENT_TYPES
 
-# What clues publishes, from the one definition in events.py (so a new event type reaches the CLI).
+# What clues publishes, from the one definition in event_types.py (so a new event type reaches the CLI).
 KNOWN_EVENT_TYPES = EVENT_TYPES
 
 #: Longest line accepted; longer lines are skipped (and counted) without being held in memory.
@@ -229,9 +233,13 @@ class Progress:
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total = total_bytes
         self.start = time.monotonic()
-        if delay is None:  # CLUES_PROGRESS_DELAY: seconds before the indicator appears (tests set 0)
+        if delay is None:  # OTEL_PYTHON_CLUES_PROGRESS_DELAY: seconds before the indicator appears (tests set 0)
             try:
-                delay = float(os.environ.get("CLUES_PROGRESS_DELAY", "0.5"))
+                delay = float(
+                    os.environ.get(
+                        OTEL_PYTHON_CLUES_PROGRESS_DELAY, os.environ.get(CLUES_PROGRESS_DELAY_OLD_NAME, "0.5")
+                    )
+                )
             except ValueError:
                 delay = 0.5
         self.delay = delay

@@ -219,13 +219,6 @@ class StatsCollector:
         return [self.groups[key] for key in sorted(self.groups)]
 
 
-def collect(events: Iterable[Event], sla: float) -> list[GroupStats]:
-    collector = StatsCollector(sla)
-    for event in events:
-        collector.add(event)
-    return collector.finish()
-
-
 def totals(groups: Iterable[GroupStats]) -> GroupStats:
     total = GroupStats("TOTAL", "")
     for group in groups:

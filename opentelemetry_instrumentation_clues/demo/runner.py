@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from opentelemetry_instrumentation_clues.demo import producer
+from opentelemetry_instrumentation_clues.environment_variables import OTEL_PYTHON_CLUES_PUBLISHER
 
 PROG = "clues demo"
 DEFAULT_LOG = "clues-demo.log"
@@ -250,7 +251,7 @@ def rq_command(*args: str) -> list[str]:
 def child_env(log_path: Path, otlp: bool) -> dict[str, str]:
     """The environment of the producer and the worker: clues' legacy log by env vars alone, plus OTLP."""
     env = dict(os.environ)
-    env["OTEL_PYTHON_CLUES_PUBLISHER"] = f"file://{log_path}"
+    env[OTEL_PYTHON_CLUES_PUBLISHER] = f"file://{log_path}"
     env.setdefault("OTEL_SERVICE_NAME", "clues-demo")
     for signal_name in ("TRACES", "METRICS", "LOGS"):
         env.setdefault(f"OTEL_{signal_name}_EXPORTER", "otlp" if otlp else "none")

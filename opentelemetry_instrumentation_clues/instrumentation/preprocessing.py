@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry_instrumentation_clues.runtime.safety import errors
-from opentelemetry_instrumentation_clues.runtime.threads import BoundedCaller
+from opentelemetry_instrumentation_clues.runtime.threads import TimeLimitedCaller
 from opentelemetry_instrumentation_clues.values.converter import bounded_json, type_label
 
 ItemPreprocessor = Callable[[str, dict[str, Any]], Any]
@@ -31,7 +31,7 @@ class MetadataNotADict(TypeError):
 class Preprocessing:
     def __init__(self, preprocessor: ItemPreprocessor, timeout: float) -> None:
         self.preprocessor = preprocessor
-        self._caller = BoundedCaller("item preprocessor", timeout)
+        self._caller = TimeLimitedCaller("item preprocessor", timeout)
 
     def metadata_for(self, queue_name: str, job: Any) -> dict[str, Any]:
         try:

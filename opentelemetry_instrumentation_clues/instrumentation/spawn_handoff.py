@@ -15,10 +15,11 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
+from opentelemetry_instrumentation_clues import environment_variables as env
 from opentelemetry_instrumentation_clues.config import Propagation
 from opentelemetry_instrumentation_clues.instrumentation.job_trace import carrier_for
 
-ENV_VAR = "OTEL_PYTHON_CLUES_SPAWN_ATTEMPT"
+ENV_VAR = env.OTEL_PYTHON_CLUES_SPAWN_ATTEMPT
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ a private LoggerProvider for it, so the one-liner works with no other set-up.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +25,7 @@ from opentelemetry._logs import get_logger_provider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from opentelemetry_instrumentation_clues.config import ENV_PREFIX, load_callable
+from opentelemetry_instrumentation_clues.config import CluesConfig, ConfigurationError
 from opentelemetry_instrumentation_clues.legacy.exporter import LegacyJsonLineExporter
 from opentelemetry_instrumentation_clues.legacy.marshaller import json_marshaller
 from opentelemetry_instrumentation_clues.legacy.publishers import (
@@ -38,8 +36,8 @@ from opentelemetry_instrumentation_clues.legacy.publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from opentelemetry_instrumentation_clues.runtime.fork_safety import run_bounded
 from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.threads import run_with_timeout
 
 DETACH_TIMEOUT_SECONDS = 5.0
 
@@ -48,7 +46,7 @@ def publisher_from_spec(spec: str) -> EventPublisher:
     """``stdout``, ``file:///path``, ``/path``, ``tcp://h:p``, ``udp://h:p``, comma-separated."""
     parts = [part.strip() for part in spec.split(",") if part.strip()]
     if not parts:
-        raise ValueError("clues publisher spec is empty")
+        raise ConfigurationError("clues publisher spec is empty")
     publishers = [_one_publisher(part) for part in parts]
     return publishers[0] if len(publishers) == 1 else CompositePublisher(*publishers)
 
@@ -63,35 +61,9 @@ def _one_publisher(spec: str) -> EventPublisher:
         return LogPublisher(url.path)
     if url.scheme in ("tcp", "udp") and url.hostname and url.port:
         return (TcpPublisher if url.scheme == "tcp" else UdpPublisher)(url.hostname, url.port)
-    raise ValueError(
+    raise ConfigurationError(
         f"unknown clues publisher {spec!r}: use stdout, file:///path/to/file, tcp://host:port or udp://host:port"
     )
-
-
-@dataclass
-class LegacySettings:
-    publisher: EventPublisher | None
-    marshaller: Callable[..., str]
-    item_preprocessor: Callable[..., Any] | None
-
-    @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> LegacySettings:
-        publisher = kwargs.get("event_publisher")
-        if publisher is None and os.environ.get(ENV_PREFIX + "PUBLISHER", "").strip():
-            publisher = publisher_from_spec(os.environ[ENV_PREFIX + "PUBLISHER"])
-        if publisher is not None and not callable(getattr(publisher, "publish", None)):
-            raise TypeError(f"event_publisher needs a publish(line) method; got {type(publisher).__name__}")
-        marshaller = kwargs.get("event_marshaller") or _callable_from_env("EVENT_MARSHALLER") or json_marshaller
-        preprocessor = kwargs.get("item_preprocessor") or _callable_from_env("ITEM_PREPROCESSOR")
-        for name, value in (("event_marshaller", marshaller), ("item_preprocessor", preprocessor)):
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be callable; got {type(value).__name__}")
-        return cls(publisher, marshaller, preprocessor)
-
-
-def _callable_from_env(name: str) -> Callable[..., Any] | None:
-    path = os.environ.get(ENV_PREFIX + name, "").strip()
-    return load_callable(path, ENV_PREFIX + name) if path else None
 
 
 class _DetachableProcessor(LogRecordProcessor):
@@ -117,7 +89,7 @@ class _DetachableProcessor(LogRecordProcessor):
     def detach(self) -> None:
         """Stop taking records and flush what is buffered, waiting a few seconds at most."""
         self.attached = False
-        if not run_bounded(self.inner.shutdown, DETACH_TIMEOUT_SECONDS):
+        if not run_with_timeout(self.inner.shutdown, DETACH_TIMEOUT_SECONDS):
             errors.record("detaching the legacy output", TimeoutError("publisher did not drain in time"))
 
 
@@ -131,11 +103,11 @@ class LegacyOutput:
 
 
 def attach_legacy_output(
-    settings: LegacySettings, logger_provider: ApiLoggerProvider | None
+    config: CluesConfig, logger_provider: ApiLoggerProvider | None
 ) -> tuple[LegacyOutput, ApiLoggerProvider]:
-    """Add the legacy exporter; return it and the provider clues must log to."""
-    assert settings.publisher is not None
-    exporter = LegacyJsonLineExporter(settings.publisher, settings.marshaller)
+    """Add the legacy exporter for ``config.event_publisher``; return it and the provider clues must log to."""
+    assert config.event_publisher is not None
+    exporter = LegacyJsonLineExporter(config.event_publisher, config.event_marshaller or json_marshaller)
     processor = _DetachableProcessor(BatchLogRecordProcessor(exporter))
     target = logger_provider if logger_provider is not None else get_logger_provider()
     if callable(getattr(target, "add_log_record_processor", None)):

@@ -2,11 +2,11 @@
 
 Lifecycle events say nothing when things are worst: no worker running, a queue filling up, a job
 stuck for an hour. This long-running process reads RQ's state from Redis once per metric
-collection (queue_snapshot.py) and exports three observable gauges (monitor_gauges.py) through
+collection (snapshot.py) and exports three observable gauges (gauges.py) through
 the standard SDK configuration, so it goes wherever the workers' metrics go.
 
 Exit codes: 0 after SIGTERM/SIGINT (and a final export); 2 when Redis is unreachable at start or
-the exporter configuration is invalid. The command line is defined in cli.py, which imports this
+the exporter configuration is invalid. The command line is defined in cli/, which imports this
 module only when ``clues monitor`` runs (the analysis commands stay standard-library only).
 """
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.fork_safety import run_bounded
 from opentelemetry_instrumentation_clues.runtime.safety import errors, guarded
+from opentelemetry_instrumentation_clues.runtime.threads import run_with_timeout
 
 _logger = logging.getLogger("opentelemetry_instrumentation_clues")
 FLUSH = "flushing telemetry in the work horse"
@@ -139,7 +139,7 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse:
 
     flushed = _flush_under_alarm(flush, timeout_millis) if in_horse else None
     if flushed is None:
-        flushed = run_bounded(flush, timeout_millis / 1000)
+        flushed = run_with_timeout(flush, timeout_millis / 1000)
     if not flushed:
         errors.record(FLUSH, FlushTimedOut(f"no flush within {timeout_millis} ms"))
         return False

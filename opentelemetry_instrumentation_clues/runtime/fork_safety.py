@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from opentelemetry_instrumentation_clues.runtime import at_fork
 from opentelemetry_instrumentation_clues.runtime.safety import errors, guarded
 
 IMPORT_WAIT_SECONDS = 1.0  # an import normally takes milliseconds; never hold a fork longer than this
@@ -47,19 +48,18 @@ _PATH_ATTRIBUTES = (
 )
 
 _provider_sources: list[Callable[[], Any]] = []
-_registered = False
 
 
 def watch(providers: list[Callable[[], Any]]) -> None:
     """Make every fork wait for other threads' imports, and reset these providers'
     HTTP exporter sessions in every forked child; ``watch([])`` stops both."""
-    global _registered
     _provider_sources[:] = providers
-    if not _registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-        )
-        _registered = True
+    at_fork.register(
+        "fork safety",
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _before_fork() -> None:
@@ -209,15 +209,3 @@ def _renew_session(owner: Any) -> None:
             setattr(new, setting, getattr(old, setting))
     # The old session is dropped, not closed: its sockets still belong to the parent.
     owner._session = new
-
-
-def run_bounded(action: Callable[[], Any], timeout_seconds: float) -> bool:
-    """Run ``action`` in a daemon thread; give up waiting after ``timeout_seconds``.
-
-    The SDK's ``force_flush`` ignores its timeout and exports in the caller's thread,
-    so a stuck export would otherwise hold the horse (and the worker) indefinitely.
-    """
-    thread = threading.Thread(target=action, name="clues-flush", daemon=True)
-    thread.start()
-    thread.join(timeout_seconds)
-    return not thread.is_alive()

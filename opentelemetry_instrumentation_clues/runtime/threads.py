@@ -1,10 +1,14 @@
-"""Call user code (the item preprocessor) with a time limit, off the caller's thread.
+"""Threads with a timeout: the one place clues runs something it may have to stop waiting for.
 
-The call runs in a long-lived daemon thread with a copy of the caller's
-contextvars (OTel context included); the caller waits at most ``timeout``
-seconds. A call that overstays is abandoned with its thread, a fresh thread
-serves later calls, and after a few abandoned threads the hook is switched off
-rather than leaking more.
+``run_with_timeout`` runs one action (an SDK flush, a publisher's shutdown) in a daemon thread and
+waits at most so long: the SDK's ``force_flush`` ignores its timeout and exports in the caller's
+thread, so a stuck export would otherwise hold the horse (and the worker) indefinitely.
+
+``TimeLimitedCaller`` calls user code (the item preprocessor, ``repr()`` of job arguments) again and
+again in a long-lived daemon thread with a copy of the caller's contextvars (OTel context included);
+the caller waits at most ``timeout`` seconds. A call that overstays is abandoned with its thread, a
+fresh thread serves later calls, and after a few abandoned threads the hook is switched off rather
+than leaking more.
 """
 
 from __future__ import annotations
@@ -36,7 +40,15 @@ class _Call:
         self.error: BaseException | None = None
 
 
-class BoundedCaller:
+def run_with_timeout(action: Callable[[], Any], timeout_seconds: float, name: str = "clues-flush") -> bool:
+    """Run ``action`` in a daemon thread; give up waiting after ``timeout_seconds``. True if it ended in time."""
+    thread = threading.Thread(target=action, name=name, daemon=True)
+    thread.start()
+    thread.join(timeout_seconds)
+    return not thread.is_alive()
+
+
+class TimeLimitedCaller:
     def __init__(self, name: str, timeout: float) -> None:
         self.name = name
         self.timeout = timeout

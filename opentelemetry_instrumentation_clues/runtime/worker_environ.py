@@ -25,25 +25,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry_instrumentation_clues.runtime import at_fork
+
 # Set per job by rq's forking Worker in the worker process (RQ_WORKER_ID is one value per
 # worker: glibc reuses it, nothing piles up).
 PER_JOB_NAMES = frozenset({"RQ_JOB_ID", "RQ_EXECUTION_ID"})
 
 _forking = threading.local()  # .pid: the worker process forking in this thread, else None
 _real_putenv: Callable[[Any, Any], None] = os.putenv  # replaced by what os.putenv is at install()
-_fork_hook_registered = False
 
 
 def install() -> None:
     """Route ``os.environ`` assignments through the filter (``os._Environ`` calls ``os.putenv``)."""
-    global _real_putenv, _fork_hook_registered
+    global _real_putenv
     if os.putenv is _filtered_putenv:
         return
     _real_putenv = os.putenv
     os.putenv = _filtered_putenv
-    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_copy_into_horse_environ)
-        _fork_hook_registered = True
+    at_fork.register("worker environment", after_in_child=_copy_into_horse_environ)
 
 
 def uninstall() -> None:

@@ -69,13 +69,8 @@ METADATA_PREFIX = "clues.metadata."
 SCHEMA_URL = Schemas.V1_28_0.value
 
 MESSAGING_SYSTEM_VALUE = "rq"  # not a registered semconv value; documented in docs/design.md
-TRUNCATION_MARKER = "…[truncated"  # every cut value carries it: "…[truncated 123 chars]", "…[truncated 4 items]"
 
 _hostname = socket.gethostname()
-
-
-def hostname() -> str:
-    return _hostname
 
 
 def bounded_json(value: Any, limit: int, redactor: Redactor | None = None, describe: Describe | None = None) -> str:

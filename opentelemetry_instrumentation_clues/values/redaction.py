@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry_instrumentation_clues.runtime.safety import errors
-from opentelemetry_instrumentation_clues.runtime.threads import BoundedCaller
+from opentelemetry_instrumentation_clues.runtime.threads import TimeLimitedCaller
 
 REDACTED = "[REDACTED]"
 SANITIZER_FAILED = "[withheld: the args sanitizer failed]"
@@ -109,7 +109,7 @@ class ArgumentPolicy:
     sanitizer: ArgsSanitizer | None = None
     redactor: Redactor = NO_REDACTION
     # Objects without a JSON form: spelled by repr() in a helper thread with a time limit (None: by type name).
-    repr_caller: BoundedCaller | None = None
+    repr_caller: TimeLimitedCaller | None = None
 
     def sanitized(self, func_name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """The arguments after the user's sanitizer; markers when it fails (logged once)."""

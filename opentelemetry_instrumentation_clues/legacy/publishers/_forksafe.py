@@ -7,10 +7,10 @@ threads or locks re-initialise them here.
 
 from __future__ import annotations
 
-import os
 import weakref
 from typing import Protocol
 
+from opentelemetry_instrumentation_clues.runtime import at_fork
 from opentelemetry_instrumentation_clues.runtime.safety import errors
 
 
@@ -33,5 +33,4 @@ def _after_fork_in_child() -> None:
             errors.record(f"{type(publisher).__name__} after fork", exc)
 
 
-if hasattr(os, "register_at_fork"):  # absent on Windows, where there is no fork
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork.register("legacy publishers", after_in_child=_after_fork_in_child)
