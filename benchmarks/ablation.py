@@ -27,19 +27,19 @@ from benchmarks import variants
 
 def flush_inline(spec: dict[str, Any]) -> None:
     """The horse flushes in its own thread instead of a new bounded thread."""
-    from opentelemetry_instrumentation_clues import flush
+    from opentelemetry_instrumentation_clues.runtime import flush
 
     def run_inline(action: Callable[[], Any], timeout_seconds: float) -> bool:
         action()
         return True
 
-    flush.run_bounded = run_inline
+    flush.run_with_timeout = run_inline
     variants.clues_drop(spec)
 
 
 def no_horse_flush(spec: dict[str, Any]) -> None:
     """LOSSY: the horse does not flush at all (prices the flush)."""
-    from opentelemetry_instrumentation_clues import worker_hooks
+    from opentelemetry_instrumentation_clues.instrumentation import worker_hooks
 
     worker_hooks.flush_all = lambda providers, timeout_millis: None
     variants.clues_drop(spec)
@@ -47,7 +47,7 @@ def no_horse_flush(spec: dict[str, Any]) -> None:
 
 def no_fork_reset(spec: dict[str, Any]) -> None:
     """The after-fork walk that renews HTTP sessions does nothing."""
-    from opentelemetry_instrumentation_clues import fork_safety
+    from opentelemetry_instrumentation_clues.runtime import fork_safety
 
     variants.clues_drop(spec)
     fork_safety._provider_sources[:] = []
@@ -57,7 +57,7 @@ def no_log_records(spec: dict[str, Any]) -> None:
     """LOSSY: no OTel log records, span events only (prices the log record path)."""
     import gc
 
-    from opentelemetry_instrumentation_clues.telemetry import Telemetry
+    from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
 
     class _NoLogger:
         def emit(self, *args: Any, **kwargs: Any) -> None:
@@ -70,7 +70,7 @@ def no_log_records(spec: dict[str, Any]) -> None:
 
 def span_only(spec: dict[str, Any]) -> None:
     """LOSSY: spans and propagation only, no span events and no log records (the floor of a span per step)."""
-    from opentelemetry_instrumentation_clues import telemetry
+    from opentelemetry_instrumentation_clues.telemetry import emitter as telemetry
 
     variants.clues_drop(spec)
     telemetry.Telemetry.publish = lambda self, *args, **kwargs: None  # type: ignore[method-assign]

@@ -1,8 +1,8 @@
-"""The least the OTel SDK costs for what DESIGN §3 asks, against the budgets the targets leave.
+"""The least the OTel SDK costs for what clues does per job, against the budgets the targets leave.
 
     python benchmarks/sdk_floor.py [--jobs 3000] [--worker-jobs 1000] [--rounds 5] [--redis-url URL] [--db 13]
 
-DESIGN §3 asks every enqueue for a PRODUCER span with the job's attributes, a span
+clues makes, for every enqueue, a PRODUCER span with the job's attributes, a span
 event and a log record with the event's fields, and the trace context injected into
 ``job.meta``. This script times exactly those SDK calls, with nothing of clues around
 them (batch processors, exporters that drop everything, as in the ``clues-drop``
@@ -143,7 +143,7 @@ def report(
     plain_us = row(f"plain {what}", plain)
     print(f"{f'budget the target leaves ({what} >= {target:.2f})':<48} {plain_us / target - plain_us:8.1f} us")
     if alone is not None:
-        row("SDK calls DESIGN §3 asks for, alone", alone)
+        row("SDK calls clues makes per job, alone", alone)
     with_sdk_us = row(label, with_sdk)
     print(f"{'  -> what the SDK calls add':<48} {with_sdk_us - plain_us:8.1f} us")
     print(f"{f'best possible {what} ratio':<48} {plain_us / with_sdk_us:8.2f}  (SDK calls only, nothing of clues)")

@@ -1,6 +1,6 @@
 """Throughput, Redis commands and memory of RQ with and without instrumentation.
 
-    python benchmarks/throughput.py            # the full run (DESIGN §6 targets)
+    python benchmarks/throughput.py            # the full run (targets: docs/performance.md)
     python benchmarks/throughput.py --quick    # small counts, < 2 minutes, for CI
 
 Every variant (``benchmarks/variants.py``) runs in a fresh subprocess; rounds
@@ -58,7 +58,8 @@ VARIANTS = [
 THROUGHPUT_METRICS = [("enqueue", "enqueue"), ("simple", "SimpleWorker"), ("fork", "Worker (fork)")]
 OTLP_VARIANT, PEER, PEER_OTLP = "clues-otlp-http", "otel-instrumentation-rq", "otel-instrumentation-rq-otlp-http"
 SDK_ONLY = "sdk-only"
-# DESIGN §6: (metric, variant, floor ratio to plain rq, variant it must not fall behind, allowed gap to it)
+# The targets (docs/performance.md): (metric, variant, floor ratio to plain rq,
+# variant it must not fall behind, allowed gap to it)
 TARGETS: list[tuple[str, str, float | None, str | None, float]] = [
     ("fork", OTLP_VARIANT, 0.85, PEER_OTLP, 0.0),
     ("fork", TARGET_VARIANT, None, SDK_ONLY, 0.05),
@@ -498,7 +499,7 @@ def render(rows: dict[str, Row], opts: argparse.Namespace, count_where: str) -> 
     cpu_widths = [max(len(r[i]) for r in cpu_rows) for i in range(len(cpu_rows[0]))]
     out.extend("  " + "  ".join(c.ljust(w) for c, w in zip(r, cpu_widths, strict=True)).rstrip() for r in cpu_rows)
     out.append("")
-    out.append("targets (DESIGN §6):")
+    out.append("targets (docs/performance.md):")
     labels = dict(THROUGHPUT_METRICS)
     for metric, name, floor, rival, gap in TARGETS:
         out.append(target_line(rows, metric, labels[metric], name, floor, rival, gap))

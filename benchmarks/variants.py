@@ -158,9 +158,9 @@ def clues_drop_no_span_events(spec: dict[str, Any]) -> Check | None:
 
 
 def clues_legacy_log(spec: dict[str, Any]) -> Check | None:
-    """Seed-style wiring, in one call and with no other OTel set-up (DESIGN §4)."""
+    """Seed-style wiring, in one call and with no other OTel set-up (docs/design.md, "The legacy output")."""
     from opentelemetry_instrumentation_clues import CluesInstrumentor
-    from opentelemetry_instrumentation_clues.publishers import LogPublisher
+    from opentelemetry_instrumentation_clues.legacy.publishers import LogPublisher
 
     path = spec["log_path"]
     CluesInstrumentor().instrument(event_publisher=LogPublisher(path))

@@ -92,158 +92,53 @@ usual), so the worker's memory stays flat over millions of jobs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from opentelemetry._logs import get_logger, get_logger_provider
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
-from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.metrics import get_meter, get_meter_provider
-from wrapt import wrap_function_wrapper
+from opentelemetry_instrumentation_clues.version import __version__
 
-from . import fork_safety, worker_environ
-from .abandoned import AbandonedJobHooks
-from .config import CluesConfig
-from .enqueue_hooks import EnqueueHooks
-from .events import SCHEMA_URL
-from .flush import flush_all
-from .legacy_exporter import LegacyJsonLineExporter
-from .legacy_wiring import LegacyOutput, LegacySettings, attach_legacy_output
-from .marshaller import json_marshaller
-from .metrics import JobMetrics
-from .package import _instruments
-from .preprocessing import Preprocessing
-from .publishers import (
-    CompositePublisher,
-    EventPublisher,
-    LogPublisher,
-    StandardOutPublisher,
-    TcpPublisher,
-    UdpPublisher,
-)
-from .rq_compat import RQ_CONTROL_FLOW, FailedJobRegistry, Job, Queue, SpawnWorker, Worker, owner_of
-from .runtime_metadata import clues_metadata
-from .safety import errors
-from .telemetry import Telemetry
-from .version import __version__
-from .worker_hooks import WorkerHooks
+if TYPE_CHECKING:
+    from opentelemetry_instrumentation_clues.instrumentation.runtime_metadata import clues_metadata
+    from opentelemetry_instrumentation_clues.instrumentor import CluesInstrumentor
+    from opentelemetry_instrumentation_clues.legacy.exporter import LegacyJsonLineExporter
+    from opentelemetry_instrumentation_clues.legacy.marshaller import json_marshaller
+    from opentelemetry_instrumentation_clues.legacy.publishers import (
+        CompositePublisher,
+        EventPublisher,
+        LogPublisher,
+        StandardOutPublisher,
+        TcpPublisher,
+        UdpPublisher,
+    )
 
-_SCOPE = "opentelemetry_instrumentation_clues"
-
-# (class whose MRO owns the method, method name, hook attribute)
-_QUEUE_PATCHES = (
-    ("enqueue_job", "enqueue_job_entry"),  # outermost: sees sends that fail before _enqueue_job
-    ("_enqueue_job", "enqueue_job"),
-    ("_enqueue_rate_limited_job", "enqueue_rate_limited_job"),  # rq >= 3
-    ("schedule_job", "schedule_job"),
-    ("setup_dependencies", "setup_dependencies"),
-)
-_JOB_PATCHES = (("cancel", "cancel"),)
-_REGISTRY_PATCHES = (("requeue", "requeue"),)
-_SYNC_QUEUE_PATCHES = (("run_sync", "run_sync"), ("run_job", "run_job"))
-_WORKER_PATCHES = (
-    ("work", "work"),
-    ("dequeue_job_and_maintain_ttl", "dequeue"),
-    ("perform_job", "perform_job"),
-    ("handle_job_success", "handle_job_success"),
-    ("handle_job_failure", "handle_job_failure"),
-    ("handle_job_retry", "handle_job_retry"),
-    ("fork_work_horse", "fork_work_horse"),
-    ("wait_for_horse", "wait_for_horse"),
-    ("monitor_work_horse", "monitor_work_horse"),
-)
+# Public names, imported when first used: ``clues stats|trace|tail`` import this package without
+# OpenTelemetry or rq installed (``opentelemetry_instrumentation_clues.cli`` needs neither).
+_LAZY = {
+    "CluesInstrumentor": "opentelemetry_instrumentation_clues.instrumentor",
+    "CompositePublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "EventPublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "LegacyJsonLineExporter": "opentelemetry_instrumentation_clues.legacy.exporter",
+    "LogPublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "StandardOutPublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "TcpPublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "UdpPublisher": "opentelemetry_instrumentation_clues.legacy.publishers",
+    "clues_metadata": "opentelemetry_instrumentation_clues.instrumentation.runtime_metadata",
+    "json_marshaller": "opentelemetry_instrumentation_clues.legacy.marshaller",
+}
 
 
-class CluesInstrumentor(BaseInstrumentor):
-    """Publishes every RQ job's lifecycle as OpenTelemetry spans, span events and log records."""
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    # BaseInstrumentor is a singleton whose __init__ runs on every CluesInstrumentor()
-    # call, so state lives in attributes set by _instrument, never in __init__.
-    _patched: list[tuple[Any, str]]  # (class or module, attribute)
-    _providers: list[Callable[[], Any]]
-    _legacy_output: LegacyOutput | None = None
-    config: CluesConfig | None = None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        config = CluesConfig.from_kwargs(**kwargs)
-        errors.control_flow = RQ_CONTROL_FLOW
-        legacy = LegacySettings.from_kwargs(**kwargs)
-        tracer_provider = kwargs.get("tracer_provider")
-        logger_provider = kwargs.get("logger_provider")
-        self._legacy_output = None
-        if legacy.publisher is not None:
-            self._legacy_output, logger_provider = attach_legacy_output(legacy, logger_provider)
-        meter_provider = kwargs.get("meter_provider")
-        # schema_url: backends that translate between semconv versions learn which names these are.
-        tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider, schema_url=SCHEMA_URL)
-        logger = get_logger(_SCOPE, __version__, logger_provider=logger_provider, schema_url=SCHEMA_URL)
-        meter = get_meter(_SCOPE, __version__, meter_provider=meter_provider, schema_url=SCHEMA_URL)
-        telemetry = Telemetry(tracer, logger, JobMetrics(meter), span_events=config.span_events)
-        providers = [
-            (lambda: tracer_provider) if tracer_provider else trace.get_tracer_provider,
-            (lambda: logger_provider) if logger_provider else get_logger_provider,
-        ]
-        self.config = config
-        fork_safety.watch(providers)
-        worker_environ.install()
-        self._providers = providers
-        preprocessing = None
-        if legacy.item_preprocessor is not None:
-            preprocessing = Preprocessing(legacy.item_preprocessor, config.preprocessor_timeout_millis / 1000)
-        self._patched = []
-        enqueue_hooks = EnqueueHooks(telemetry, config, preprocessing)
-        self._patch(Queue, _QUEUE_PATCHES, enqueue_hooks)
-        self._patch(Job, _JOB_PATCHES, enqueue_hooks)
-        self._patch(FailedJobRegistry, _REGISTRY_PATCHES, enqueue_hooks)
-        get_meter_provider_in_use = (lambda: meter_provider) if meter_provider else get_meter_provider
-        worker_hooks = WorkerHooks(telemetry, config, providers, get_meter_provider_in_use)
-        self._patch(Worker, _WORKER_PATCHES, worker_hooks)
-        self._patch(Queue, _SYNC_QUEUE_PATCHES, worker_hooks)
-        self._patch_abandoned_jobs(AbandonedJobHooks(worker_hooks))
-        if "fork_work_horse" in vars(SpawnWorker):
-            self._patch(SpawnWorker, (("fork_work_horse", "spawn_work_horse"),), worker_hooks)
-
-    def _patch(self, cls: type, patches: tuple[tuple[str, str], ...], hooks: object) -> None:
-        for method, hook in patches:
-            if not hasattr(cls, method):
-                continue  # an rq version without this path
-            owner = owner_of(cls, method)
-            wrap_function_wrapper(owner, method, getattr(hooks, hook))
-            self._patched.append((owner, method))
-
-    def _patch_abandoned_jobs(self, hooks: AbandonedJobHooks) -> None:
-        import rq.registry
-
-        if callable(getattr(rq.registry, "execute_failure_callback", None)):  # rq >= 3
-            wrap_function_wrapper(rq.registry, "execute_failure_callback", hooks.module_callback)
-            self._patched.append((rq.registry, "execute_failure_callback"))
-        else:  # rq 2.x
-            owner = owner_of(Job, "execute_failure_callback")
-            wrap_function_wrapper(owner, "execute_failure_callback", hooks.job_method)
-            self._patched.append((owner, "execute_failure_callback"))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        fork_safety.watch([])
-        worker_environ.uninstall()
-        legacy_output, self._legacy_output = self._legacy_output, None
-        if legacy_output is not None:
-            legacy_output.detach()
-        while getattr(self, "_patched", None):
-            owner, method = self._patched.pop()
-            unwrap(owner, method)
-
-    def force_flush(self, timeout_millis: int = 30_000) -> None:
-        """Export what clues has buffered (spans, log records, legacy lines) now, within the timeout."""
-        flush_all(getattr(self, "_providers", []), timeout_millis)
-
-    @staticmethod
-    def error_counts() -> dict[str, int]:
-        """clues' own errors so far (each kind is logged once), by ``place:ExceptionType``."""
-        return errors.counts()
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

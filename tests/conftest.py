@@ -77,7 +77,7 @@ from tests.otel_memory import captured, instrumented  # noqa: E402,F401  (fixtur
 
 @pytest.fixture(autouse=True)
 def _fresh_error_report() -> Iterator[None]:
-    from opentelemetry_instrumentation_clues.safety import errors
+    from opentelemetry_instrumentation_clues.runtime.safety import errors
 
     errors.reset()
     yield

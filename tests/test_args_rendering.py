@@ -21,14 +21,20 @@ import pytest
 from rq import Queue
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, json_marshaller
-from opentelemetry_instrumentation_clues import bounded as bounded_module
-from opentelemetry_instrumentation_clues.bounded import MAX_OVERSHOOT
 from opentelemetry_instrumentation_clues.config import CluesConfig
-from opentelemetry_instrumentation_clues.events import ARGS, KWARGS, JobFacts, attribute_value, metadata_attributes
-from opentelemetry_instrumentation_clues.events import bounded_json as events_bounded_json
-from opentelemetry_instrumentation_clues.preprocessing import storable
-from opentelemetry_instrumentation_clues.redaction import DEFAULT_POLICY
-from opentelemetry_instrumentation_clues.safety import errors
+from opentelemetry_instrumentation_clues.instrumentation.preprocessing import storable
+from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.telemetry.events import (
+    ARGS,
+    KWARGS,
+    JobFacts,
+    attribute_value,
+    metadata_attributes,
+)
+from opentelemetry_instrumentation_clues.telemetry.events import bounded_json as events_bounded_json
+from opentelemetry_instrumentation_clues.values import converter as bounded_module
+from opentelemetry_instrumentation_clues.values.converter import MAX_OVERSHOOT
+from opentelemetry_instrumentation_clues.values.redaction import DEFAULT_POLICY
 from tests import hardening_jobs
 from tests.hardening_jobs import HangingRepr, SlowRepr
 from tests.processes import REPO_ROOT, env_with, instrumented, rq_worker_cmd, run
@@ -131,7 +137,7 @@ def test_rendering_arguments_and_metadata_calls_no_method_of_theirs():
 
 
 def render_work(monkeypatch: pytest.MonkeyPatch, value: Any, limit: int, redactor: Any = None) -> tuple[int, str]:
-    """Work done to render ``value``: Python lines run in bounded.py plus chars json's C encoder wrote.
+    """Work done to render ``value``: Python lines run in values/converter.py plus chars json's C encoder wrote.
 
     Counted, not timed: both grow with every element the renderer reads."""
     lines = 0

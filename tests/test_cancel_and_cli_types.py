@@ -11,9 +11,9 @@ from rq import Queue, SimpleWorker
 from rq.job import Job, cancel_job
 
 from opentelemetry_instrumentation_clues import LogPublisher, cli
-from opentelemetry_instrumentation_clues.event_log import parse_event
+from opentelemetry_instrumentation_clues.cli.event_log import parse_event
+from opentelemetry_instrumentation_clues.cli.timeline import Timeline
 from opentelemetry_instrumentation_clues.event_types import EVENT_TYPES, EventType
-from opentelemetry_instrumentation_clues.timeline import Timeline
 from tests import jobs
 from tests.cli_support import event_line, write_lines
 from tests.test_conventions import Pipeline

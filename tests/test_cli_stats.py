@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from opentelemetry_instrumentation_clues import cli
-from opentelemetry_instrumentation_clues.event_log import (
+from opentelemetry_instrumentation_clues.cli.event_log import (
     Malformed,
     Progress,
     iter_events,
     parse_duration,
     parse_event,
 )
-from opentelemetry_instrumentation_clues.stats import LogHistogram, StatsCollector
+from opentelemetry_instrumentation_clues.cli.stats import LogHistogram, StatsCollector
 from tests.cli_support import REPO_ROOT, cli_env, event_line, failure_meta, job_lines, run_cli, write_lines
 
 GROUPS = [("default", "tests.jobs.add"), ("default", "tests.jobs.div"), ("high", "tests.jobs.add")]
@@ -404,7 +404,7 @@ def test_progress_indicator_on_a_real_terminal(tmp_path):
 
     path = tmp_path / "clues.log"
     write_lines(path, [line for i in range(1500) for line in job_lines(f"{i:032x}", ["ok"], [0.1], [0.1])])
-    env = {**cli_env(), "CLUES_PROGRESS_DELAY": "0"}
+    env = {**cli_env(), "OTEL_PYTHON_CLUES_PROGRESS_DELAY": "0"}
     command = [sys.executable, "-m", "opentelemetry_instrumentation_clues.cli", "stats", str(path)]
     outputs = {}
     for name, extra in (("tty", []), ("no-progress", ["--no-progress"])):

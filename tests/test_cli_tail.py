@@ -239,7 +239,7 @@ def test_tail_refuses_stdin_and_directories(tmp_path, capsys):
 
 def test_follow_lines_step_by_step(tmp_path, monkeypatch):
     """The follower as a generator, driven from this thread: every step is deterministic."""
-    from opentelemetry_instrumentation_clues import tail as tail_mod
+    from opentelemetry_instrumentation_clues.cli import tail as tail_mod
 
     path = tmp_path / "clues.log"
     notices: list[str] = []
@@ -280,7 +280,7 @@ def test_follow_lines_step_by_step(tmp_path, monkeypatch):
 
 
 def test_follow_from_the_end_skips_a_half_written_line(tmp_path):
-    from opentelemetry_instrumentation_clues import tail as tail_mod
+    from opentelemetry_instrumentation_clues.cli import tail as tail_mod
 
     path = tmp_path / "clues.log"
     path.write_bytes(b"old\nhalf a li")

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import redis
 
-from opentelemetry_instrumentation_clues import demo_producer as producer
+from opentelemetry_instrumentation_clues.demo import producer
 from tests.cli_support import run_cli
 from tests.otlp_receiver import otlp_receiver
 from tests.processes import REPO_ROOT, env_with, instrumented, run
@@ -35,9 +35,9 @@ DEMO_DB = int(os.environ.get("CLUES_TEST_DB_LAST", "15"))
 PLAN = producer.plan(JOBS)
 KIND_COUNT = Counter(job.kind for job in PLAN)
 FUNC_KIND = {job.func: job.kind for job in PLAN}
-RETRIED_FUNC = "opentelemetry_instrumentation_clues.demo_jobs.sync_inventory"
-FAILING_FUNC = "opentelemetry_instrumentation_clues.demo_jobs.charge_card"
-SCHEDULED_FUNC = "opentelemetry_instrumentation_clues.demo_jobs.send_reminder"
+RETRIED_FUNC = "opentelemetry_instrumentation_clues.demo.jobs.sync_inventory"
+FAILING_FUNC = "opentelemetry_instrumentation_clues.demo.jobs.charge_card"
+SCHEDULED_FUNC = "opentelemetry_instrumentation_clues.demo.jobs.send_reminder"
 
 
 def demo_cmd(*args: str) -> list[str]:
@@ -206,7 +206,7 @@ def test_producer_once_under_opentelemetry_instrument(redis_url: str, tmp_path: 
             "OTEL_METRICS_EXPORTER": "none",
         }
     )
-    module = "opentelemetry_instrumentation_clues.demo_producer"
+    module = "opentelemetry_instrumentation_clues.demo.producer"
     run(instrumented(sys.executable, "-m", module, "--once", "--jobs", "10", "--redis-url", redis_url), env)
     conn = redis.Redis.from_url(redis_url)
     waiting = {name: conn.llen(f"rq:queue:{name}") for name in producer.QUEUES}
@@ -218,7 +218,7 @@ def test_producer_once_under_opentelemetry_instrument(redis_url: str, tmp_path: 
 
 
 def test_producer_runs_until_sigterm(redis_url: str) -> None:
-    module = "opentelemetry_instrumentation_clues.demo_producer"
+    module = "opentelemetry_instrumentation_clues.demo.producer"
     proc = subprocess.Popen(
         [sys.executable, "-m", module, "--rate", "50", "--redis-url", redis_url],
         env=env_with({}),
@@ -356,8 +356,8 @@ def test_tail_follows_the_real_lines_as_they_are_appended(demo_run: DemoRun, tmp
 
 
 def test_tail_and_trace_show_kwargs_job_id_and_will_retry(demo_run: DemoRun, tmp_path: Path) -> None:
-    from opentelemetry_instrumentation_clues.event_log import parse_event
-    from opentelemetry_instrumentation_clues.tail import format_event
+    from opentelemetry_instrumentation_clues.cli.event_log import parse_event
+    from opentelemetry_instrumentation_clues.cli.tail import format_event
 
     email = next(e for e in demo_run.events if e["worker_class"].endswith(".send_email"))
     event = parse_event(json.dumps(email))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from opentelemetry_instrumentation_clues.flush import (
+from opentelemetry_instrumentation_clues.runtime.flush import (
     DEGRADED_FLUSH_MILLIS,
     PROBE_EVERY_SECONDS,
     REPORT_EVERY_SECONDS,
     FlushBudget,
     holds_telemetry,
 )
-from opentelemetry_instrumentation_clues.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import errors
 
 
 class Clock:

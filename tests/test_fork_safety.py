@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from opentelemetry_instrumentation_clues import fork_safety
-from opentelemetry_instrumentation_clues.flush import flush_all
-from opentelemetry_instrumentation_clues.safety import errors
+from opentelemetry_instrumentation_clues.runtime import fork_safety
+from opentelemetry_instrumentation_clues.runtime.flush import flush_all
+from opentelemetry_instrumentation_clues.runtime.safety import errors
 
 
 def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, json_marshaller
-from opentelemetry_instrumentation_clues.bounded import MAX_DEPTH, MAX_OVERSHOOT, TOO_DEEP, repr_or_label
-from opentelemetry_instrumentation_clues.events import ARGS, KWARGS, JobFacts, attribute_value, bounded_json
-from opentelemetry_instrumentation_clues.redaction import DEFAULT_POLICY
+from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS, JobFacts, attribute_value, bounded_json
+from opentelemetry_instrumentation_clues.values.converter import MAX_DEPTH, MAX_OVERSHOOT, TOO_DEEP, repr_or_label
+from opentelemetry_instrumentation_clues.values.redaction import DEFAULT_POLICY
 from tests import hardening_jobs
 from tests.hardening_jobs import BadRepr, CountingRepr, Opaque
 

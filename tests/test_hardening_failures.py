@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 
-from opentelemetry_instrumentation_clues.bounded import MAX_OVERSHOOT, cut_middle
 from opentelemetry_instrumentation_clues.config import CluesConfig
-from opentelemetry_instrumentation_clues.events import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
+from opentelemetry_instrumentation_clues.telemetry.events import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
+from opentelemetry_instrumentation_clues.values.converter import MAX_OVERSHOOT, cut_middle
 from tests.hardening_jobs import clues_with_log_file
 from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run
 

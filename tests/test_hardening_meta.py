@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from rq import Queue, SimpleWorker, Worker
 
-from opentelemetry_instrumentation_clues import job_context as jc
-from opentelemetry_instrumentation_clues.safety import errors
+from opentelemetry_instrumentation_clues.instrumentation import job_context as jc
+from opentelemetry_instrumentation_clues.runtime.safety import errors
 from tests import jobs
 from tests.hardening_jobs import clues_with_log_file
 

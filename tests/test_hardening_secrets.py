@@ -11,14 +11,14 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
-from opentelemetry_instrumentation_clues.events import ARGS, KWARGS, JobFacts
-from opentelemetry_instrumentation_clues.redaction import (
+from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS, JobFacts
+from opentelemetry_instrumentation_clues.values.redaction import (
     DEFAULT_REDACT_KWARGS,
     REDACTED,
     SANITIZER_FAILED,
     Redactor,
 )
-from opentelemetry_instrumentation_clues.safety import errors
 from tests import hardening_jobs
 from tests.hardening_jobs import clues_with_log_file
 

@@ -1,7 +1,7 @@
 """args_sanitizer / redact_kwargs given to instrument() (or by environment) reach every event.
 
 These need the hooks to pass ``arguments=self.config.arguments`` to ``JobFacts.build``
-(enqueue_hooks.py and worker_hooks.py).
+(instrumentation/enqueue_hooks.py and worker_hooks.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor
-from opentelemetry_instrumentation_clues.events import ARGS, KWARGS
-from opentelemetry_instrumentation_clues.redaction import REDACTED, SANITIZER_FAILED
+from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.values.redaction import REDACTED, SANITIZER_FAILED
 from tests import hardening_jobs
 from tests.hardening_jobs import clues_with_log_file
 

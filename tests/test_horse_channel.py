@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from opentelemetry_instrumentation_clues import horse_channel
-from opentelemetry_instrumentation_clues.horse_channel import HorseChannel, ReportNotSent
+from opentelemetry_instrumentation_clues.instrumentation import horse_channel
+from opentelemetry_instrumentation_clues.instrumentation.horse_channel import HorseChannel, ReportNotSent
 
 
 def collect(channel: HorseChannel) -> list:

@@ -9,9 +9,10 @@ import pytest
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
-from opentelemetry_instrumentation_clues import CluesInstrumentor, events
-from opentelemetry_instrumentation_clues.job_context import META_KEY
-from opentelemetry_instrumentation_clues.rq_compat import owner_of
+from opentelemetry_instrumentation_clues import CluesInstrumentor
+from opentelemetry_instrumentation_clues.instrumentation.job_context import META_KEY
+from opentelemetry_instrumentation_clues.instrumentation.rq_compat import owner_of
+from opentelemetry_instrumentation_clues.telemetry import events
 from tests import jobs
 from tests.otel_memory import Captured
 

@@ -15,14 +15,9 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from rq import Queue, SimpleWorker, Worker
 
-from opentelemetry_instrumentation_clues import (
-    CluesInstrumentor,
-    LegacyJsonLineExporter,
-    LogPublisher,
-    TcpPublisher,
-)
-from opentelemetry_instrumentation_clues.legacy_wiring import publisher_from_spec
-from opentelemetry_instrumentation_clues.publishers import CompositePublisher, StandardOutPublisher, UdpPublisher
+from opentelemetry_instrumentation_clues import CluesInstrumentor, LegacyJsonLineExporter, LogPublisher, TcpPublisher
+from opentelemetry_instrumentation_clues.legacy.publishers import CompositePublisher, StandardOutPublisher, UdpPublisher
+from opentelemetry_instrumentation_clues.legacy.wiring import publisher_from_spec
 from tests import jobs
 from tests.test_marshaller import SEED_EVENT
 

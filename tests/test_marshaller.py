@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from opentelemetry_instrumentation_clues.marshaller import EventMarshaller, format_timestamp, json_marshaller
+from opentelemetry_instrumentation_clues.legacy.marshaller import EventMarshaller, format_timestamp, json_marshaller
 
 KEYS = ["event_type", "timestamp", "queue", "metadata", "worker_class", "args"]
 

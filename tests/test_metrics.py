@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rq import Queue, Retry, SimpleWorker, Worker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor
-from opentelemetry_instrumentation_clues.metrics import DURATION_BUCKETS
+from opentelemetry_instrumentation_clues.telemetry.metrics import DURATION_BUCKETS
 from tests import jobs
 from tests.metric_points import from_sdk, totals
 

@@ -14,14 +14,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from rq import Queue
 
-from opentelemetry_instrumentation_clues.monitor_gauges import (
+from opentelemetry_instrumentation_clues.monitor.gauges import (
     OLDEST_JOB_AGE,
     QUEUE_JOBS,
     WORKERS,
     SharedSnapshot,
     register_gauges,
 )
-from opentelemetry_instrumentation_clues.queue_snapshot import STATUSES, SnapshotReader
+from opentelemetry_instrumentation_clues.monitor.snapshot import STATUSES, SnapshotReader
 from tests import jobs
 from tests.metric_points import from_sdk
 from tests.monitor_support import PrivateRedis, await_points, latest, monitor_env, running_monitor

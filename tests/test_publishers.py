@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from opentelemetry_instrumentation_clues.marshaller import json_marshaller
-from opentelemetry_instrumentation_clues.publishers import (
+from opentelemetry_instrumentation_clues.legacy.marshaller import json_marshaller
+from opentelemetry_instrumentation_clues.legacy.publishers import (
     CompositePublisher,
     EventPublisher,
     LogPublisher,
@@ -26,7 +26,7 @@ from opentelemetry_instrumentation_clues.publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from opentelemetry_instrumentation_clues.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import errors
 
 WHEN = dt.datetime(2013, 6, 4, 20, 59, 58, tzinfo=dt.timezone.utc)
 LOGGER = "opentelemetry_instrumentation_clues"

@@ -21,8 +21,8 @@ import jsonschema
 import pytest
 import yaml
 
-from opentelemetry_instrumentation_clues.events import EventType
-from opentelemetry_instrumentation_clues.metrics import DURATION_BUCKETS as PACKAGE_BUCKETS
+from opentelemetry_instrumentation_clues.telemetry.events import EventType
+from opentelemetry_instrumentation_clues.telemetry.metrics import DURATION_BUCKETS as PACKAGE_BUCKETS
 from tests import stack_queries as sq
 
 ROOT = sq.REPO_ROOT
@@ -68,7 +68,7 @@ WORKER_COMMAND = [
     "default",
     "slow",
 ]
-DEMO_COMMAND = ["opentelemetry-instrument", "python", "-m", "opentelemetry_instrumentation_clues.demo_producer"]
+DEMO_COMMAND = ["opentelemetry-instrument", "python", "-m", "opentelemetry_instrumentation_clues.demo.producer"]
 MONITOR_COMMAND = ["clues", "monitor", "--redis-url", "redis://redis:6379"]
 
 #: Grafana built-in template variables that need no definition in a dashboard.

@@ -3,7 +3,7 @@
 rq's forking Worker runs ``os.environ['RQ_JOB_ID'] = job.id`` in the worker for every
 job, and glibc keeps every value ever set with ``setenv``. clues keeps those values in
 Python's ``os.environ`` only, in the worker; the horse still has them in its C
-environment (opentelemetry_instrumentation_clues/worker_environ.py).
+environment (opentelemetry_instrumentation_clues/runtime/worker_environ.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from opentelemetry_instrumentation_clues import worker_environ
+from opentelemetry_instrumentation_clues.runtime import worker_environ
 from tests.processes import env_with, instrumented, rq_worker_cmd, run
 
 JOBS = 3000

@@ -1,0 +1,211 @@
+"""Keep a forked work horse off its parent's exporter connections and half-done imports.
+
+A forked child inherits the parent's OTLP/HTTP exporter with its connection
+pool, and with whatever locks the parent's export thread held at the instant of
+``fork()``. A horse that exports through that pool can block forever on a lock
+no thread will release, or interleave bytes on a shared socket. So in every
+forked child the HTTP exporters get a fresh session (same headers), and the
+horse's final flush is bounded in time whatever the exporter does.
+
+Imports are such a lock too. The exporters import lazily (requests imports
+``netrc`` on a session's first request): were the worker to fork while one of
+its export threads is inside such an import, the module would stay locked in
+the horse, owned by a thread that does not exist there, and the horse's own
+export would wait on it until the flush timeout cut it, losing the job's
+telemetry. So before a fork the forking thread waits, briefly, for other
+threads' imports to finish.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib._bootstrap as import_machinery
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from opentelemetry_instrumentation_clues.runtime import at_fork
+from opentelemetry_instrumentation_clues.runtime.safety import errors, guarded
+
+IMPORT_WAIT_SECONDS = 1.0  # an import normally takes milliseconds; never hold a fork longer than this
+
+# Attributes that lead from an SDK provider to its exporters (opentelemetry-sdk 1.39+).
+_PATH_ATTRIBUTES = (
+    "_active_span_processor",
+    "_span_processors",
+    "_multi_log_record_processor",
+    "_log_record_processors",
+    "_batch_processor",
+    "inner",  # clues' detachable legacy processor
+    "_exporter",
+    "span_exporter",
+    "_client",  # OTLP/HTTP exporters from 1.45: exporter._client._transport._session
+    "_transport",
+    "_sdk_config",
+    "metric_readers",
+)
+
+_provider_sources: list[Callable[[], Any]] = []
+
+
+def watch(providers: list[Callable[[], Any]]) -> None:
+    """Make every fork wait for other threads' imports, and reset these providers'
+    HTTP exporter sessions in every forked child; ``watch([])`` stops both."""
+    _provider_sources[:] = providers
+    at_fork.register(
+        "fork safety",
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def _before_fork() -> None:
+    if not _provider_sources:
+        return
+    with guarded("setting the worker's unexported telemetry aside for a fork"):
+        _set_queues_aside()
+    with guarded("waiting for imports before a fork"):
+        if not let_other_threads_finish_imports(IMPORT_WAIT_SECONDS):
+            still = TimeoutError(f"another thread was still importing after {IMPORT_WAIT_SECONDS} s")
+            errors.record("waiting for imports before a fork", still)
+
+
+def let_other_threads_finish_imports(timeout_seconds: float) -> bool:
+    """Wait until no other thread holds a module's import lock; False if one still does at the timeout.
+
+    Costs one dictionary check when nothing is being imported, the usual case."""
+    locks = getattr(import_machinery, "_module_locks", None)  # name -> weakref to the lock; see importlib._bootstrap
+    if not locks:
+        return True
+    deadline = time.monotonic() + timeout_seconds
+    while _import_in_progress_elsewhere(locks):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)  # lets the importing thread run
+    return True
+
+
+def _import_in_progress_elsewhere(locks: dict[str, Any]) -> bool:
+    me = threading.get_ident()
+    for ref in list(locks.values()):
+        owner = getattr(ref(), "owner", None)  # a thread ident while held, None when free
+        if owner is not None and owner != me:
+            return True
+    return False
+
+
+# Batch processors whose queue is set aside while the process forks: (processor, queue, stand-in).
+_set_aside: list[tuple[Any, Any, Any]] = []
+_inherited: list[tuple[Any, Any, Any]] = []  # in a child: the parent's queues, never touched
+
+
+def _set_queues_aside() -> None:
+    """Give each batch processor an empty queue for the instant of the fork.
+
+    The SDK's after-fork handler clears every batch queue in the child; clearing one that
+    holds the worker's unexported spans and log records (what clues publishes for its
+    horses) frees each of them in the horse: copy-on-write faults and deallocations, about
+    a millisecond per fork. With the queue set aside the child clears an empty one and never
+    touches the parent's. A processor in the middle of an export keeps its queue."""
+    for processor in _batch_processors():
+        lock, queue = processor._export_lock, processor._queue
+        if not queue or not lock.acquire(blocking=False):
+            continue
+        try:
+            stand_in: collections.deque[Any] = collections.deque(maxlen=queue.maxlen)
+            processor._queue = stand_in
+            _set_aside.append((processor, queue, stand_in))
+        finally:
+            lock.release()
+
+
+def _after_fork_in_parent() -> None:
+    while _set_aside:
+        processor, queue, stand_in = _set_aside.pop()
+        processor._queue = queue
+        # What another thread emitted during the fork went to the stand-in: newest first, as in the queue.
+        queue.extendleft(reversed(stand_in))
+
+
+def _after_fork_in_child() -> None:
+    _inherited.extend(_set_aside)  # kept, not freed: the parent's telemetry is not the child's
+    _set_aside.clear()
+    _reset_sessions_in_child()
+
+
+def _batch_processors() -> Iterator[Any]:
+    for get_provider in _provider_sources:
+        for node in _reachable(get_provider()):
+            if isinstance(getattr(node, "_queue", None), collections.deque) and hasattr(node, "_export_lock"):
+                yield node
+
+
+def _reset_sessions_in_child() -> None:
+    for get_provider in _provider_sources:
+        with guarded("resetting exporter connections after fork"):
+            for owner in _session_owners(get_provider()):
+                _renew_session(owner)
+
+
+def _session_owners(root: Any) -> Iterator[Any]:
+    return (node for node in _reachable(root) if _is_requests_session(getattr(node, "_session", None)))
+
+
+def _reachable(root: Any, depth: int = 7) -> Iterator[Any]:
+    """The objects a provider leads to, down to its exporters and their transports."""
+    seen: set[int] = set()
+    frontier = [root]
+    for _ in range(depth):
+        following: list[Any] = []
+        for node in frontier:
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            if isinstance(node, (list, tuple)):
+                following.extend(node)
+                continue
+            following.extend(getattr(node, name, None) for name in _PATH_ATTRIBUTES)
+        frontier = following
+
+
+_GRPC_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def grpc_fork_hazard(providers: list[Callable[[], Any]]) -> bool:
+    """Whether these providers export over gRPC while gRPC runs its fork handlers.
+
+    Those handlers give up when a thread is inside a gRPC call at the moment of ``fork()``
+    (an export to a slow or hung collector), and the child can then crash before the job
+    runs: a job lost to a segfault. ``GRPC_ENABLE_FORK_SUPPORT=false`` turns them off; gRPC
+    reads it when it starts, before clues is loaded, so only the environment can set it."""
+    if os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").strip().lower() in _GRPC_OFF:
+        return False
+    for get_provider in providers:
+        for node in _reachable(get_provider()):
+            if type(node).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc"):
+                return True
+    return False
+
+
+def _is_requests_session(candidate: Any) -> bool:
+    return callable(getattr(candidate, "request", None)) and callable(getattr(candidate, "mount", None))
+
+
+# What the OTLP exporters configure on their session; the connection pools are left behind.
+_SESSION_SETTINGS = ("auth", "proxies", "params", "verify", "cert", "trust_env", "max_redirects")
+
+
+def _renew_session(owner: Any) -> None:
+    old = owner._session
+    new = type(old)()
+    new.headers.clear()
+    new.headers.update(old.headers)
+    for setting in _SESSION_SETTINGS:
+        if hasattr(old, setting):
+            setattr(new, setting, getattr(old, setting))
+    # The old session is dropped, not closed: its sockets still belong to the parent.
+    owner._session = new
