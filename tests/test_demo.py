@@ -28,10 +28,8 @@ from opentelemetry_instrumentation_clues.demo import producer
 from tests.cli_support import run_cli
 from tests.otlp_receiver import otlp_receiver
 from tests.processes import REPO_ROOT, env_with, instrumented, run
-from tests.redis_server import url_for_db
 
 JOBS = 20  # two rounds of the mix: every kind, twice or more
-DEMO_DB = int(os.environ.get("CLUES_TEST_DB_LAST", "15"))
 PLAN = producer.plan(JOBS)
 KIND_COUNT = Counter(job.kind for job in PLAN)
 FUNC_KIND = {job.func: job.kind for job in PLAN}
@@ -68,8 +66,8 @@ class DemoRun:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    url = url_for_db(DEMO_DB)
+def demo_run(tmp_path_factory: pytest.TempPathFactory, module_redis_url: str) -> Any:
+    url = module_redis_url  # leased like every test's: two test runs on one Redis never collide
     conn = redis.Redis.from_url(url)
     conn.flushdb()
     log = tmp_path_factory.mktemp("demo") / "clues-demo.log"
