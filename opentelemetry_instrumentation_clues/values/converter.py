@@ -1,4 +1,7 @@
-"""Bounded JSON text of arbitrary job arguments: always valid, always one line, never huge.
+"""JSON text of arbitrary values: always valid, always one line, no user code; bounded or whole.
+
+The one converter of the package: :func:`bounded_json` for attributes (job arguments,
+metadata), :func:`whole_json` for the legacy marshaller's lines.
 
 ``bounded_json(value, limit)`` returns JSON text of at most ``limit + MAX_OVERSHOOT``
 characters. Small, plain values (the common case) are encoded once by json's C
@@ -34,6 +37,7 @@ import datetime as _dt
 import json
 import math
 import operator
+import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from decimal import Decimal
@@ -49,6 +53,7 @@ TOO_DEEP = "…[truncated: too deep]"
 DICT_MARKER_KEY = "…[truncated]"
 # The most a result may exceed ``limit`` by: one cut marker with its quotes and separators.
 MAX_OVERSHOOT = 64
+_UNBOUNDED = sys.maxsize // 8  # whole_json's "limit": more than any value, and islice() still takes limit + 1
 _FIRST_CHUNK = 16
 _MAX_CHUNK = 512
 
@@ -106,6 +111,23 @@ def bounded_json(value: Any, limit: int, redactor: Redactor | None = None, descr
     if len(text) > limit + MAX_OVERSHOOT:  # not expected: keeps the bound unconditional
         text = _as_cut_string(text, limit)
     return text
+
+
+def whole_json(value: Any) -> str:
+    """JSON text of all of ``value``, uncut: valid, single line; never raises.
+
+    The legacy marshaller's converter: the same walk, spellings and markers as
+    :func:`bounded_json` (no user code, ``<module.QualName>`` for objects, ``<cycle>``,
+    nesting past :data:`MAX_DEPTH` marked), only without a length limit."""
+    if _plain_size(value, _UNBOUNDED) >= 0:  # exact builtin types only: json's C encoder takes it
+        try:
+            return _one_line(_encode(value))
+        except _FAST_FAILURES:
+            pass
+    try:
+        return _one_line(_encode(_Cutter(_UNBOUNDED, None).plain(value, 0)))
+    except Exception:  # belt and braces: the walk only builds str, int, float, bool, None, list, dict
+        return _encode(type_label(value))
 
 
 def _as_cut_string(text: str, limit: int) -> str:
