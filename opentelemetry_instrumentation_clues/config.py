@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 from opentelemetry_instrumentation_clues import environment_variables as env
+from opentelemetry_instrumentation_clues.runtime.safety import Place
 from opentelemetry_instrumentation_clues.runtime.threads import TimeLimitedCaller
 from opentelemetry_instrumentation_clues.values.redaction import (
     DEFAULT_REDACT_KWARGS,
@@ -75,7 +76,7 @@ class CluesConfig:
     @cached_property
     def arguments(self) -> ArgumentPolicy:
         """How a job's arguments are made safe before they go on events (built once)."""
-        repr_caller = TimeLimitedCaller("args repr", ARGS_REPR_TIMEOUT_SECONDS) if self.args_repr else None
+        repr_caller = TimeLimitedCaller(Place.ARGS_REPR, ARGS_REPR_TIMEOUT_SECONDS) if self.args_repr else None
         return ArgumentPolicy(
             sanitizer=self.args_sanitizer, redactor=Redactor(self.redact_kwargs), repr_caller=repr_caller
         )

@@ -151,7 +151,8 @@ class CluesInstrumentor(BaseInstrumentor):
 
     @staticmethod
     def error_counts() -> dict[str, int]:
-        """clues' own errors so far (each kind is logged once), by ``place:ExceptionType``."""
+        """clues' own errors so far (each kind is logged once), by ``place:ExceptionType``;
+        ``place`` is a value of the closed ``Place`` enum (runtime/safety.py)."""
         return errors.counts()
 
 

@@ -23,7 +23,7 @@ from rq import Queue
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, json_marshaller
 from opentelemetry_instrumentation_clues.config import CluesConfig
 from opentelemetry_instrumentation_clues.instrumentation.preprocessing import storable
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.telemetry.events import (
     ARGS,
     KWARGS,
@@ -325,7 +325,7 @@ def test_args_repr_opt_in_is_time_limited_and_falls_back_to_the_type_name(redis_
         *["HangingRepr.__repr__ in pid " + str(os.getpid())] * 2,
         "SlowRepr.__repr__ in pid " + str(os.getpid()),
     ]
-    assert errors.counts() == {"args repr:CallTimedOut": 3}
+    assert errors.counts() == {f"{Place.ARGS_REPR.value}:CallTimedOut": 3}
 
 
 def test_args_repr_is_off_by_default_and_set_by_kwarg_or_environment(monkeypatch):

@@ -11,7 +11,7 @@ from opentelemetry_instrumentation_clues.runtime.flush import (
     FlushBudget,
     holds_telemetry,
 )
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 
 class Clock:
@@ -62,7 +62,7 @@ def test_continuing_loss_is_counted_and_logged_once_a_minute(caplog):
         budget.update(flushed_in_time=False)
     (report,) = [r.getMessage() for r in caplog.records if "timed out in the last" in r.getMessage()]
     assert report.startswith("clues: 6 work horse flushes timed out in the last 60 s")
-    assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+    assert errors.counts() == {f"{Place.FLUSH.value}:FlushTimedOut": 1}
 
 
 def test_a_provider_holds_telemetry_only_while_its_batch_queue_has_some():

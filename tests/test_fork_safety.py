@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from opentelemetry_instrumentation_clues.runtime import fork_safety
 from opentelemetry_instrumentation_clues.runtime.flush import flush_all
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 
 def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
@@ -101,7 +101,7 @@ def test_flush_gives_up_after_its_timeout_when_the_export_hangs():
         exporter.release.set()
         provider.shutdown()
     assert elapsed < 5
-    assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+    assert errors.counts() == {f"{Place.FLUSH.value}:FlushTimedOut": 1}
 
 
 @pytest.mark.timeout(0)  # pytest-timeout's own SIGALRM timer would make clues fall back to a thread
@@ -121,7 +121,7 @@ def test_a_horse_flush_is_cut_by_an_alarm_without_a_thread():
         provider.shutdown()
     assert flushed is False and elapsed < 5
     assert threads_after == threads_before  # nothing left running: the main thread was interrupted
-    assert errors.counts() == {"flushing telemetry in the work horse:FlushTimedOut": 1}
+    assert errors.counts() == {f"{Place.FLUSH.value}:FlushTimedOut": 1}
     # The export it cut had attached the SDK's suppress-instrumentation flag; it stays in the flush.
     assert is_instrumentation_enabled()
 

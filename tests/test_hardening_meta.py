@@ -11,12 +11,12 @@ import pytest
 from rq import Queue, SimpleWorker, Worker
 
 from opentelemetry_instrumentation_clues.instrumentation import job_context as jc
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from tests import jobs
 from tests.hardening_jobs import clues_with_log_file
 
 VALID_HASH = "0123456789abcdef0123456789abcdef"
-WHERE = "reading job.meta['clues']"
+WHERE = Place.JOB_META.value
 SUCCESS = ["enqueued", "dequeued", "perform_started", "perform_finished"]
 
 # The raw meta hash field written into Redis, as rq's default (pickle) serializer stores it.

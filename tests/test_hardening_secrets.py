@@ -11,7 +11,7 @@ import pytest
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS, JobFacts
 from opentelemetry_instrumentation_clues.values.redaction import (
     DEFAULT_REDACT_KWARGS,
@@ -200,9 +200,9 @@ def test_a_failing_sanitizer_withholds_the_arguments_and_is_logged_once(sanitize
     for _ in range(3):
         facts = facts_for(_FakeJob(SENTINEL, password=SENTINEL, other=SENTINEL), args_sanitizer=sanitizer)
         assert facts == {"args": [SANITIZER_FAILED], "kwargs": SANITIZER_FAILED}
-    logged = [r for r in caplog.records if "args sanitizer" in r.getMessage()]
+    logged = [r for r in caplog.records if f"clues: {Place.ARGS_SANITIZER.value} failed" in r.getMessage()]
     assert len(logged) == 1
-    assert sum(n for key, n in errors.counts().items() if key.startswith("args sanitizer:")) == 3
+    assert sum(n for key, n in errors.counts().items() if key.startswith(f"{Place.ARGS_SANITIZER.value}:")) == 3
 
 
 def test_capture_args_false_puts_no_arguments_on_the_facts():

@@ -14,6 +14,7 @@ from typing import Any
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor
+from opentelemetry_instrumentation_clues.runtime.safety import Place
 from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS
 from opentelemetry_instrumentation_clues.values.redaction import REDACTED, SANITIZER_FAILED
 from tests import hardening_jobs
@@ -66,8 +67,8 @@ def test_a_raising_sanitizer_withholds_arguments_and_is_logged_once(redis_conn, 
     assert all(line["args"] == [SANITIZER_FAILED] for line in lines)
     assert all(json.loads(a[ARGS]) == [SANITIZER_FAILED] for a in captured.log_attributes())
     assert SENTINEL not in (tmp_path / "clues.log").read_text() + repr(captured.log_attributes())
-    assert len([r for r in caplog.records if "args sanitizer" in r.getMessage()]) == 1
-    assert CluesInstrumentor.error_counts()["args sanitizer:KeyError"] == 6  # enqueue + dequeue, 3 jobs
+    assert len([r for r in caplog.records if f"clues: {Place.ARGS_SANITIZER.value} failed" in r.getMessage()]) == 1
+    assert CluesInstrumentor.error_counts()[f"{Place.ARGS_SANITIZER.value}:KeyError"] == 6  # enqueue + dequeue, 3 jobs
 
 
 def test_redact_kwargs_from_the_environment_replaces_the_default_list(redis_conn, captured, tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from rq.job import Job
 from opentelemetry_instrumentation_clues import CluesInstrumentor
 from opentelemetry_instrumentation_clues.instrumentation.job_context import META_KEY
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import owner_of
+from opentelemetry_instrumentation_clues.runtime.safety import Place
 from opentelemetry_instrumentation_clues.telemetry import events
 from tests import jobs
 from tests.otel_memory import Captured
@@ -133,11 +134,11 @@ def test_an_exception_inside_clues_is_caught_logged_once_and_jobs_are_unaffected
     assert failing.get_status(refresh=True) == "failed"
     counts = CluesInstrumentor.error_counts()
     assert counts == {
-        "enqueued:RuntimeError": 4,
-        "dequeued:RuntimeError": 4,
-        "perform_started:RuntimeError": 4,
-        "perform_finished:RuntimeError": 3,
-        "failed:RuntimeError": 1,
+        f"{Place.ENQUEUE_FINISH.value}:RuntimeError": 4,
+        f"{Place.WORKER_DEQUEUED.value}:RuntimeError": 4,
+        f"{Place.WORKER_PERFORM_STARTED.value}:RuntimeError": 4,
+        f"{Place.WORKER_SUCCESS.value}:RuntimeError": 3,
+        f"{Place.WORKER_FAILURE.value}:RuntimeError": 1,
     }
     clues_errors = [r for r in caplog.records if r.name == "opentelemetry_instrumentation_clues"]
     assert len(clues_errors) == len(counts)  # once per kind, not once per job

@@ -18,6 +18,7 @@ from rq import Queue, SimpleWorker, Worker
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LegacyJsonLineExporter, LogPublisher, TcpPublisher
 from opentelemetry_instrumentation_clues.legacy.publishers import CompositePublisher, StandardOutPublisher, UdpPublisher
 from opentelemetry_instrumentation_clues.legacy.wiring import publisher_from_spec
+from opentelemetry_instrumentation_clues.runtime.safety import Place
 from tests import jobs
 from tests.test_marshaller import SEED_EVENT
 
@@ -181,7 +182,7 @@ def test_raising_publisher_and_marshaller_never_touch_the_job_and_log_once(redis
         )
     assert [j.get_status(refresh=True) for j in done] == ["finished"] * 6
     counts = CluesInstrumentor.error_counts()
-    assert counts == {"event publisher:OSError": 12, "event marshaller:ValueError": 12}
+    assert counts == {f"{Place.LEGACY_PUBLISHER.value}:OSError": 12, f"{Place.LEGACY_MARSHALLER.value}:ValueError": 12}
     assert len([r for r in caplog.records if r.name == "opentelemetry_instrumentation_clues"]) == 2
 
 
@@ -211,7 +212,10 @@ def test_raising_or_hanging_preprocessor_never_blocks_or_fails_the_enqueue(redis
     finally:
         release.set()
     counts = CluesInstrumentor.error_counts()
-    assert counts == {"item preprocessor:CallTimedOut": 1, "item preprocessor:KeyError": 1}
+    assert counts == {
+        f"{Place.LEGACY_PREPROCESSOR.value}:CallTimedOut": 1,
+        f"{Place.LEGACY_PREPROCESSOR.value}:KeyError": 1,
+    }
 
 
 class _Hanging:

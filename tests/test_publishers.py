@@ -26,7 +26,7 @@ from opentelemetry_instrumentation_clues.legacy.publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 WHEN = dt.datetime(2013, 6, 4, 20, 59, 58, tzinfo=dt.timezone.utc)
 LOGGER = "opentelemetry_instrumentation_clues"
@@ -65,8 +65,8 @@ def read_events(*paths: Path) -> list[dict[str, Any]]:
     return events
 
 
-def error_count(prefix: str) -> int:
-    return sum(n for key, n in errors.counts().items() if key.startswith(prefix))
+def error_count(place: Place) -> int:
+    return sum(n for key, n in errors.counts().items() if key.startswith(f"{place.value}:"))
 
 
 class ListPublisher:
@@ -117,7 +117,7 @@ def test_stdout_publisher_swallows_a_broken_stdout(monkeypatch: pytest.MonkeyPat
     closed.close()
     monkeypatch.setattr(sys, "stdout", closed)
     StandardOutPublisher().publish(event(1))  # must not raise
-    assert error_count("StandardOutPublisher") == 1
+    assert error_count(Place.LEGACY_PUBLISHER) == 1
 
 
 # -- LogPublisher ----------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_log_publisher_forked_processes_keep_every_line_whole(tmp_path: Path, op
     seen = sorted((e["metadata"]["tag"], e["metadata"]["n"]) for e in events)
     expected = sorted([("parent", -1)] + [(f"child{c}", n) for c in range(4) for n in range(per_child)])
     assert seen == expected
-    assert error_count("LogPublisher") == 0
+    assert error_count(Place.LEGACY_PUBLISHER) == 0
 
 
 def test_log_publisher_is_thread_safe(tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def test_log_publisher_errors_are_logged_once_and_open_is_retried(
         for n in range(20):
             publisher.publish(event(n))  # must not raise
     assert len([r for r in caplog.records if "LogPublisher" in r.getMessage()]) == 1
-    assert error_count("LogPublisher") == 20
+    assert error_count(Place.LEGACY_PUBLISHER) == 20
     path.parent.mkdir()
     publisher.publish(event(99))
     assert [e["metadata"]["n"] for e in read_events(path)] == [99]
@@ -268,7 +268,7 @@ def test_composite_reaches_every_child_when_one_raises_and_logs_once(
     records = [r for r in caplog.records if r.name == LOGGER]
     assert len(records) == 1
     assert "BrokenPublisher" in records[0].getMessage() and "disk on fire" in records[0].getMessage()
-    assert error_count("CompositePublisher child BrokenPublisher") == 50
+    assert error_count(Place.LEGACY_PUBLISHER) == 50
 
 
 def test_composite_logs_each_broken_child_separately(caplog: pytest.LogCaptureFixture) -> None:
@@ -558,4 +558,4 @@ def test_udp_without_a_listener_or_resolvable_host_does_not_raise() -> None:
     for n in range(5):
         unresolvable.publish(event(n))
     assert unresolvable.dropped == 5
-    assert error_count("UdpPublisher(no-such-host.invalid") == 1  # lookup not retried per event
+    assert error_count(Place.LEGACY_PUBLISHER) == 1  # lookup not retried per event

@@ -11,6 +11,7 @@ import time
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, UdpPublisher
+from opentelemetry_instrumentation_clues.runtime.safety import Place
 from tests import jobs
 from tests.otlp_receiver import free_port, otlp_receiver
 from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, running_worker, wait_until_done
@@ -41,7 +42,7 @@ def test_unreachable_otlp_receiver_does_not_slow_a_forking_worker(redis_url):
     # (A bound for "does not block", not a benchmark.)
     assert elapsed < 25, elapsed
     # one line for the sink's failure, however many horses met it
-    assert worker.stderr.count("clues: flushing telemetry in the work horse failed") == 1, worker.stderr
+    assert worker.stderr.count(f"clues: {Place.FLUSH.value} failed") == 1, worker.stderr
     assert "horses now flush within 50 ms" in worker.stderr
     assert (
         Queue("unreachable", connection=__import__("redis").Redis.from_url(redis_url)).finished_job_registry.count
@@ -62,8 +63,8 @@ def test_full_disk_costs_the_jobs_nothing_and_is_logged_once(redis_conn, caplog)
     finally:
         instrumentor.uninstrument()
     assert [j.get_status(refresh=True) for j in done] == ["finished"] * JOBS
-    (counted,) = [count for key, count in CluesInstrumentor.error_counts().items() if "/dev/full" in key]
-    assert counted == 4 * JOBS
+    legacy = {key: n for key, n in CluesInstrumentor.error_counts().items() if key.startswith("legacy.")}
+    assert legacy == {f"{Place.LEGACY_PUBLISHER.value}:OSError": 4 * JOBS}
     assert len([r for r in caplog.records if "/dev/full" in r.getMessage()]) == 1
 
 

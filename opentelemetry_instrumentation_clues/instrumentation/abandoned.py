@@ -16,7 +16,7 @@ from rq.exceptions import AbandonedJobError
 from opentelemetry_instrumentation_clues.instrumentation.failures import job_should_retry
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import arg
 from opentelemetry_instrumentation_clues.instrumentation.worker_hooks import WorkerHooks
-from opentelemetry_instrumentation_clues.runtime.safety import guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, guarded
 from opentelemetry_instrumentation_clues.telemetry.events import Failure, exception_type_name
 
 ABANDONED_MESSAGE = "job abandoned: its worker died before reporting an outcome"
@@ -39,6 +39,6 @@ class AbandonedJobHooks:
     def _maybe_publish(self, job: Any, exc_type: Any) -> None:
         if exc_type is not AbandonedJobError or job is None:
             return
-        with guarded("failed"):
+        with guarded(Place.WORKER_ABANDONED):
             failure = Failure(exception_type_name(AbandonedJobError), ABANDONED_MESSAGE, "")
             self.worker_hooks.abandoned(job, failure, job_should_retry(job))

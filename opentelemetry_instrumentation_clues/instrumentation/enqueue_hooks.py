@@ -38,7 +38,7 @@ from opentelemetry_instrumentation_clues.instrumentation.job_trace import (
 )
 from opentelemetry_instrumentation_clues.instrumentation.preprocessing import Preprocessing
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import arg, as_epoch_ns, queue_is_async
-from opentelemetry_instrumentation_clues.runtime.safety import call_guarded, guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, guarded
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
 from opentelemetry_instrumentation_clues.telemetry.events import (
     ERROR_TYPE,
@@ -100,7 +100,7 @@ class EnqueueHooks:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         job = arg(args, kwargs, 0, "job")
-        send = call_guarded("enqueued", self._begin, queue, job, EventType.ENQUEUED, default=None)
+        send = call_guarded(Place.ENQUEUE_BEGIN, self._begin, queue, job, EventType.ENQUEUED, default=None)
         if send is None:
             return wrapped(*args, **kwargs)
         if not queue_is_async(queue):
@@ -134,7 +134,7 @@ class EnqueueHooks:
         except BaseException as exc:
             if not watch.began:
                 job = arg(args, kwargs, 0, "job")
-                call_guarded("failed send", self._record_failed_send, queue, job, exc, default=None)
+                call_guarded(Place.ENQUEUE_ERROR, self._record_failed_send, queue, job, exc, default=None)
             raise
         finally:
             _WATCH.reset(token)
@@ -146,11 +146,11 @@ class EnqueueHooks:
         job = arg(args, kwargs, 0, "job")
         if not getattr(job, "_dependency_ids", None) or job_context.read(job) is not None:
             return wrapped(*args, **kwargs)
-        send = call_guarded("deferred", self._begin, queue, job, EventType.DEFERRED, default=None)
+        send = call_guarded(Place.ENQUEUE_BEGIN, self._begin, queue, job, EventType.DEFERRED, default=None)
         if send is None:
             return wrapped(*args, **kwargs)
         result = self._run(wrapped, args, kwargs, send, job, publish=False)
-        with guarded("deferred"):
+        with guarded(Place.ENQUEUE_FINISH, EventType.DEFERRED.value):
             if job.get_status(refresh=False) == JobStatus.DEFERRED:
                 self._finish(send, job)
             else:  # nothing to wait for: rq enqueues it now, and that send span carries on
@@ -161,7 +161,7 @@ class EnqueueHooks:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         job = arg(args, kwargs, 0, "job")
-        send = call_guarded("scheduled", self._begin, queue, job, EventType.SCHEDULED, default=None)
+        send = call_guarded(Place.ENQUEUE_BEGIN, self._begin, queue, job, EventType.SCHEDULED, default=None)
         if send is None:
             return wrapped(*args, **kwargs)
         return self._run(wrapped, args, kwargs, send, job)
@@ -187,7 +187,7 @@ class EnqueueHooks:
         """``Job.cancel``: the job will never run; ``canceled`` ends its story."""
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        send = call_guarded("canceled", self._begin_cancel, job, default=None)
+        send = call_guarded(Place.CANCEL_BEGIN, self._begin_cancel, job, default=None)
         if send is None:
             return wrapped(*args, **kwargs)
         return self._run(wrapped, args, kwargs, send, job)
@@ -199,7 +199,7 @@ class EnqueueHooks:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            with guarded("enqueue error"):
+            with guarded(Place.ENQUEUE_ERROR):
                 self._fail(send, exc)
             raise
         if publish:
@@ -245,7 +245,7 @@ class EnqueueHooks:
         # The log record and the metrics need the facts whether or not the span is sampled.
         facts = facts_for(job, queue.name, clues, self.config)
         if span.is_recording():
-            with guarded("send span attributes"):
+            with guarded(Place.ENQUEUE_BEGIN, "span attributes"):
                 span.set_attributes(facts.base_attributes)
         return _Send(span, facts, event_type)
 
@@ -267,12 +267,12 @@ class EnqueueHooks:
             clues = JobClues(event_hash=new_event_hash(span))
         facts = facts_for(job, queue_name, clues, self.config)
         if span.is_recording():
-            with guarded("cancel span attributes"):
+            with guarded(Place.CANCEL_BEGIN, "span attributes"):
                 span.set_attributes(facts.base_attributes)
         return _Send(span, facts, EventType.CANCELED)
 
     def _finish(self, send: _Send, job: Any) -> None:
-        with guarded(send.event_type.value):
+        with guarded(Place.ENQUEUE_FINISH, send.event_type.value):
             now_ns = time.time_ns()
             enqueued_ns = None
             if send.event_type is EventType.ENQUEUED:

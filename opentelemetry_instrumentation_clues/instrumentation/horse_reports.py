@@ -20,13 +20,10 @@ from opentelemetry_instrumentation_clues.instrumentation.attempts import Attempt
 from opentelemetry_instrumentation_clues.instrumentation.horse_channel import HorseChannel, ReportNotSent
 from opentelemetry_instrumentation_clues.instrumentation.lifecycle import Lifecycle
 from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
 from opentelemetry_instrumentation_clues.telemetry.events import Failure
 from opentelemetry_instrumentation_clues.values.converter import cut_middle, cut_text
-
-HANDOFF = "handing reports to the worker"
-REPLAY = "reading a work horse's reports"
 
 
 class HorseReporter:
@@ -42,7 +39,7 @@ class HorseReporter:
         try:
             self.channel.send(report)
         except ReportNotSent as exc:
-            errors.record(HANDOFF, exc)
+            errors.record(Place.HORSE_HANDOFF, exc)
             return False
         return True
 
@@ -98,7 +95,7 @@ class ReportReplay:
                     self.flush_budget.update(bool(report["flushed"]))
                 errors.record_from_horse(report.get("errors") or {})
         except Exception as exc:  # one bad report costs that report only
-            errors.record(REPLAY, exc)
+            errors.record(Place.HORSE_REPLAY, exc)
 
 
 def _outcome(report: dict[str, Any]) -> Outcome:

@@ -12,12 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 META_KEY = "clues"
 FORMAT_VERSION = 1
 _EVENT_HASH = re.compile(r"[0-9a-f]{32}")
-_WHERE = "reading job.meta['clues']"
 
 
 class ForeignCluesData(ValueError):
@@ -67,9 +66,9 @@ def read(job: Any) -> JobClues | None:
             return None
         return _parse(meta[META_KEY])
     except ForeignCluesData as exc:
-        errors.record(_WHERE, exc)
+        errors.record(Place.JOB_META, exc)
     except Exception as exc:  # a dict subclass or a value that misbehaves when read
-        errors.record(_WHERE, ForeignCluesData(f"unreadable ({type(exc).__name__}: {exc})"))
+        errors.record(Place.JOB_META, ForeignCluesData(f"unreadable ({type(exc).__name__}: {exc})"))
     return None
 
 

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.runtime.threads import TimeLimitedCaller
 from opentelemetry_instrumentation_clues.values.converter import bounded_json, type_label
 
@@ -31,7 +31,7 @@ class MetadataNotADict(TypeError):
 class Preprocessing:
     def __init__(self, preprocessor: ItemPreprocessor, timeout: float) -> None:
         self.preprocessor = preprocessor
-        self._caller = TimeLimitedCaller("item preprocessor", timeout)
+        self._caller = TimeLimitedCaller(Place.LEGACY_PREPROCESSOR, timeout)
 
     def metadata_for(self, queue_name: str, job: Any) -> dict[str, Any]:
         try:
@@ -42,13 +42,13 @@ class Preprocessing:
                 "clues_metadata": {},
             }
         except Exception as exc:
-            errors.record("item preprocessor", exc)
+            errors.record(Place.LEGACY_PREPROCESSOR, exc)
             return {}
         if not self._caller.call(self.preprocessor, queue_name, item):
             return {}
         metadata = item.get("clues_metadata")
         if not isinstance(metadata, dict):
-            errors.record("item preprocessor", MetadataNotADict("item['clues_metadata'] must stay a dict"))
+            errors.record(Place.LEGACY_PREPROCESSOR, MetadataNotADict("item['clues_metadata'] must stay a dict"))
             return {}
         return {_key_text(key): storable(value) for key, value in dict.items(metadata)}
 

@@ -42,9 +42,9 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
     worker_is_horse,
 )
 from opentelemetry_instrumentation_clues.runtime import worker_environ
-from opentelemetry_instrumentation_clues.runtime.flush import FLUSH, FlushBudget, flush_all, holds_telemetry
+from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget, flush_all, holds_telemetry
 from opentelemetry_instrumentation_clues.runtime.fork_safety import grpc_fork_hazard
-from opentelemetry_instrumentation_clues.runtime.safety import call_guarded, errors, guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, errors, guarded
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
 from opentelemetry_instrumentation_clues.telemetry.events import Failure
 from opentelemetry_instrumentation_clues.telemetry.metrics import silence_inherited_readers
@@ -82,7 +82,7 @@ class WorkerHooks:
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         result = wrapped(*args, **kwargs)
         if result is not None and is_instrumentation_enabled():
-            with guarded("dequeued"):
+            with guarded(Place.WORKER_DEQUEUED):
                 job, queue = result
                 attempt = self.lifecycle.begin(job, queue.name, dequeued_ns=time.time_ns())
                 attempts.remember(worker, attempt)
@@ -93,7 +93,7 @@ class WorkerHooks:
         """A worker that stops flushes: WorkerPool's workers end without running atexit."""
         if worker_forks(worker) and not self._grpc_warned:
             self._grpc_warned = True
-            with guarded("checking the exporters"):
+            with guarded(Place.WORKER_EXPORTERS):
                 if grpc_fork_hazard([*self.providers, self.meter_provider]):
                     _logger.warning(GRPC_FORK_WARNING)
         try:
@@ -104,7 +104,7 @@ class WorkerHooks:
     def perform_job(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
         queue = arg(args, kwargs, 1, "queue")
-        attempt = call_guarded("perform_started", self._start_perform, worker, job, queue, default=None)
+        attempt = call_guarded(Place.WORKER_PERFORM_STARTED, self._start_perform, worker, job, queue, default=None)
         try:
             if attempt is None:
                 return wrapped(*args, **kwargs)
@@ -114,7 +114,7 @@ class WorkerHooks:
             if worker_is_horse(worker):
                 self._leave_horse(attempt)
             elif attempt is not None:
-                with guarded("ending the process span"):
+                with guarded(Place.WORKER_SPAN_END):
                     attempt.end_span()
 
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -123,7 +123,7 @@ class WorkerHooks:
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is not None:
-            with guarded("opening the work horse channel"):
+            with guarded(Place.HORSE_CHANNEL):
                 attempt.channel = HorseChannel()
                 attempt.flush_millis = self.flush_budget.for_next_horse()
         try:
@@ -144,7 +144,7 @@ class WorkerHooks:
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is None:
             return wrapped(*args, **kwargs)
-        with guarded("handing the attempt to a spawned horse"):
+        with guarded(Place.HORSE_SPAWN):
             attempt.spawned = True
             spawn_handoff.publish(attempt.job_id, attempt.facts.event_hash, attempt.facts.attempt, attempt.span)
         try:
@@ -167,12 +167,12 @@ class WorkerHooks:
         deliver = functools.partial(self.replay.deliver, attempt)
         self._following = True
         try:
-            with guarded("following the work horse"):  # rq's monitor timeout passes through
+            with guarded(Place.HORSE_FOLLOW):  # rq's monitor timeout passes through
                 channel.follow(horse_pid, deliver)
         finally:
             self._following = False
         result = wrapped(*args, **kwargs)
-        with guarded("following the work horse"):
+        with guarded(Place.HORSE_FOLLOW):
             channel.drain(deliver)
         return result
 
@@ -192,7 +192,7 @@ class WorkerHooks:
             stopped_by = exc  # a cold shutdown (Ctrl-C twice) takes the horse down with the worker
             raise
         finally:
-            with guarded("ending the process span"):
+            with guarded(Place.HORSE_END):
                 channel, attempt.channel = attempt.channel, None
                 if channel is not None:
                     channel.drain(functools.partial(self.replay.deliver, attempt))
@@ -210,7 +210,7 @@ class WorkerHooks:
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         if self._suppressed(worker, arg(args, kwargs, 0, "job")):
             return wrapped(*args, **kwargs)
-        with guarded("perform_finished"):
+        with guarded(Place.WORKER_SUCCESS):
             job = arg(args, kwargs, 0, "job")
             self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
         return wrapped(*args, **kwargs)
@@ -221,10 +221,12 @@ class WorkerHooks:
             return wrapped(*args, **kwargs)
         # Read before rq clears them: the active exception, whether the job was stopped, retries left.
         stopped = job is not None and stopped_job_id(worker) == getattr(job, "id", None)
-        failure = call_guarded("failed", current_failure, arg(args, kwargs, 3, "exc_string"), stopped, default=None)
-        will_retry = not stopped and call_guarded("failed", job_should_retry, job, default=False)
+        failure = call_guarded(
+            Place.WORKER_FAILURE, current_failure, arg(args, kwargs, 3, "exc_string"), stopped, default=None
+        )
+        will_retry = not stopped and call_guarded(Place.WORKER_FAILURE, job_should_retry, job, default=False)
         if failure is not None:
-            with guarded("failed"):
+            with guarded(Place.WORKER_FAILURE):
                 self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), failure, will_retry)
         return wrapped(*args, **kwargs)
 
@@ -235,7 +237,7 @@ class WorkerHooks:
         if self._suppressed(worker, job):
             return wrapped(*args, **kwargs)
         retry = arg(args, kwargs, 2, "retry")
-        with guarded("failed"):
+        with guarded(Place.WORKER_RETRY):
             will_retry = returned_retry_will_run(job, retry)
             self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), retry_failure(retry), will_retry)
         return wrapped(*args, **kwargs)
@@ -245,14 +247,14 @@ class WorkerHooks:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
         job = arg(args, kwargs, 0, "job")
-        attempt = call_guarded("dequeued", self._begin_sync_attempt, queue, job, default=None)
+        attempt = call_guarded(Place.SYNC_BEGIN, self._begin_sync_attempt, queue, job, default=None)
         if attempt is None:
             return wrapped(*args, **kwargs)
         with trace.use_span(attempt.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
             try:
                 return wrapped(*args, **kwargs)
             finally:
-                with guarded("ending a synchronous job"):
+                with guarded(Place.SYNC_END):
                     self._attempt_ended(queue, job, queue, attempt.sync_failure, will_retry=False)
                     attempt.end_span()
 
@@ -261,7 +263,7 @@ class WorkerHooks:
         try:
             return wrapped(*args, **kwargs)
         except BaseException:
-            with guarded("failed"):
+            with guarded(Place.SYNC_FAILURE):
                 job = arg(args, kwargs, 0, "job")
                 attempt = attempts.current(queue, getattr(job, "id", None))
                 if attempt is not None:
@@ -338,7 +340,7 @@ class WorkerHooks:
             providers.append(self.meter_provider)
         budget = attempt.flush_millis if attempt is not None and attempt.flush_millis else self.flush_budget.millis
         flushed: bool | None = None
-        if not reporting or call_guarded(FLUSH, holds_telemetry, providers, default=True):
+        if not reporting or call_guarded(Place.FLUSH, holds_telemetry, providers, default=True):
             flushed = flush_all(providers, budget, in_horse=True)
         if reporting:
             self._report(lambda reporter: reporter.done(time.time_ns(), flushed))

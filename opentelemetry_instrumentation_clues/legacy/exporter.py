@@ -25,7 +25,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 
 from opentelemetry_instrumentation_clues.legacy.marshaller import EventMarshaller, json_marshaller
 from opentelemetry_instrumentation_clues.legacy.publishers import EventPublisher, StandardOutPublisher
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.telemetry import events as ev
 
 try:  # opentelemetry-sdk >= 1.40
@@ -129,12 +129,12 @@ class LegacyJsonLineExporter(LogRecordExporter):
             try:
                 line = event.marshal(self.marshaller)
             except Exception as exc:  # a user's marshaller
-                errors.record("event marshaller", exc)
+                errors.record(Place.LEGACY_MARSHALLER, exc)
                 continue
             try:
                 self.publisher.publish(line)
             except Exception as exc:  # a user's publisher
-                errors.record("event publisher", exc)
+                errors.record(Place.LEGACY_PUBLISHER, exc, type(self.publisher).__name__)
         return _Result.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -144,7 +144,7 @@ class LegacyJsonLineExporter(LogRecordExporter):
         try:
             return bool(flush(timeout_millis / 1000))
         except Exception as exc:
-            errors.record("event publisher flush", exc)
+            errors.record(Place.LEGACY_FLUSH, exc, type(self.publisher).__name__)
             return False
 
     def shutdown(self) -> None:
@@ -153,4 +153,4 @@ class LegacyJsonLineExporter(LogRecordExporter):
             try:
                 close()
             except Exception as exc:
-                errors.record("event publisher close", exc)
+                errors.record(Place.LEGACY_CLOSE, exc, type(self.publisher).__name__)

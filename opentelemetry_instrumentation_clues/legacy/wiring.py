@@ -36,7 +36,7 @@ from opentelemetry_instrumentation_clues.legacy.publishers import (
     TcpPublisher,
     UdpPublisher,
 )
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.runtime.threads import run_with_timeout
 
 DETACH_TIMEOUT_SECONDS = 5.0
@@ -90,7 +90,9 @@ class _DetachableProcessor(LogRecordProcessor):
         """Stop taking records and flush what is buffered, waiting a few seconds at most."""
         self.attached = False
         if not run_with_timeout(self.inner.shutdown, DETACH_TIMEOUT_SECONDS):
-            errors.record("detaching the legacy output", TimeoutError("publisher did not drain in time"))
+            errors.record(
+                Place.LEGACY_CLOSE, TimeoutError("publisher did not drain in time"), "detaching the legacy output"
+            )
 
 
 @dataclass

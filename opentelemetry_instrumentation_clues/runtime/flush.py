@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors, guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors, guarded
 from opentelemetry_instrumentation_clues.runtime.threads import run_with_timeout
 
 _logger = logging.getLogger("opentelemetry_instrumentation_clues")
-FLUSH = "flushing telemetry in the work horse"
 
 
 class FlushTimedOut(TimeoutError):
@@ -76,7 +75,7 @@ class FlushBudget:
             self._next_report = now + REPORT_EVERY_SECONDS
             self._failed_since_report = 0
             errors.record(
-                FLUSH,
+                Place.FLUSH,
                 FlushTimedOut(
                     f"exports are not getting through; horses now flush within {self.millis} ms, "
                     f"with a full-length try every {PROBE_EVERY_SECONDS:g} s"
@@ -132,7 +131,7 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse:
 
     def flush() -> None:
         for get_provider in providers:
-            with guarded(FLUSH):
+            with guarded(Place.FLUSH):
                 force_flush = getattr(get_provider(), "force_flush", None)
                 if force_flush is not None:
                     force_flush(max(1, int((deadline - time.monotonic()) * 1000)))
@@ -141,7 +140,7 @@ def flush_all(providers: list[Callable[[], Any]], timeout_millis: int, in_horse:
     if flushed is None:
         flushed = run_with_timeout(flush, timeout_millis / 1000)
     if not flushed:
-        errors.record(FLUSH, FlushTimedOut(f"no flush within {timeout_millis} ms"))
+        errors.record(Place.FLUSH, FlushTimedOut(f"no flush within {timeout_millis} ms"))
         return False
     return True
 

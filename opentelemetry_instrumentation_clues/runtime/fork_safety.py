@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry_instrumentation_clues.runtime import at_fork
-from opentelemetry_instrumentation_clues.runtime.safety import errors, guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors, guarded
 
 IMPORT_WAIT_SECONDS = 1.0  # an import normally takes milliseconds; never hold a fork longer than this
 
@@ -65,12 +65,12 @@ def watch(providers: list[Callable[[], Any]]) -> None:
 def _before_fork() -> None:
     if not _provider_sources:
         return
-    with guarded("setting the worker's unexported telemetry aside for a fork"):
+    with guarded(Place.FORK_SET_ASIDE):
         _set_queues_aside()
-    with guarded("waiting for imports before a fork"):
+    with guarded(Place.FORK_IMPORTS):
         if not let_other_threads_finish_imports(IMPORT_WAIT_SECONDS):
             still = TimeoutError(f"another thread was still importing after {IMPORT_WAIT_SECONDS} s")
-            errors.record("waiting for imports before a fork", still)
+            errors.record(Place.FORK_IMPORTS, still)
 
 
 def let_other_threads_finish_imports(timeout_seconds: float) -> bool:
@@ -145,7 +145,7 @@ def _batch_processors() -> Iterator[Any]:
 
 def _reset_sessions_in_child() -> None:
     for get_provider in _provider_sources:
-        with guarded("resetting exporter connections after fork"):
+        with guarded(Place.FORK_RESET):
             for owner in _session_owners(get_provider()):
                 _renew_session(owner)
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 MAX_ABANDONED_THREADS = 3
 
@@ -49,8 +49,10 @@ def run_with_timeout(action: Callable[[], Any], timeout_seconds: float, name: st
 
 
 class TimeLimitedCaller:
-    def __init__(self, name: str, timeout: float) -> None:
-        self.name = name
+    def __init__(self, place: Place, timeout: float) -> None:
+        if type(place) is not Place:
+            raise TypeError(f"TimeLimitedCaller needs a Place, not {type(place).__name__} {place!r}")
+        self.place = place
         self.timeout = timeout
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue[_Call] | None = None
@@ -71,7 +73,7 @@ class TimeLimitedCaller:
             self._abandon()
             return False
         if call.error is not None:
-            errors.record(self.name, call.error)
+            errors.record(self.place, call.error)
             return False
         return True
 
@@ -81,7 +83,7 @@ class TimeLimitedCaller:
                 self._inbox = queue.SimpleQueue()
                 self._pid = os.getpid()
                 threading.Thread(
-                    target=self._serve, args=(self._inbox,), name=f"clues {self.name}", daemon=True
+                    target=self._serve, args=(self._inbox,), name=f"clues {self.place.value}", daemon=True
                 ).start()
             return self._inbox
 
@@ -90,10 +92,10 @@ class TimeLimitedCaller:
             self._inbox = None  # the stuck thread keeps its inbox; the next call starts a new one
             self._abandoned += 1
             switched_off = self.disabled
-        message = f"{self.name} did not return within {self.timeout}s"
+        message = f"{self.place.value} did not return within {self.timeout}s"
         if switched_off:
             message += f"; switched off after {MAX_ABANDONED_THREADS} such calls"
-        errors.record(self.name, CallTimedOut(message))
+        errors.record(self.place, CallTimedOut(message))
 
     @staticmethod
     def _serve(inbox: queue.SimpleQueue[_Call]) -> None:

@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from opentelemetry_instrumentation_clues.runtime.safety import guarded
+from opentelemetry_instrumentation_clues.runtime.safety import Place, guarded
 from opentelemetry_instrumentation_clues.telemetry.events import (
     ERROR_TYPE,
     OPERATION_NAME,
@@ -66,7 +66,7 @@ class Telemetry:
     def _record(
         self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
     ) -> None:
-        with guarded("recording a metric"):
+        with guarded(Place.METRIC):
             forward = self._forwarding()
             if forward is not None and forward({"t": "m", "n": name, "v": value, "a": attributes}):
                 return
@@ -122,10 +122,10 @@ class Telemetry:
             extra=extra,
         )
         if self.span_events and span.is_recording():
-            with guarded(f"{event_type.value} span event"):
+            with guarded(Place.SPAN_EVENT, event_type.value):
                 # The span already holds the job's attributes: the event adds only its own.
                 span.add_event(event_type.value, own, timestamp=timestamp_ns)
-        with guarded(f"{event_type.value} log record"):
+        with guarded(Place.LOG_RECORD, event_type.value):
             failed = event_type is EventType.FAILED
             record = {
                 "ts": timestamp_ns,
@@ -163,6 +163,6 @@ class Telemetry:
 
     @staticmethod
     def mark_failed(span: Span, failure: Failure) -> None:
-        with guarded("span status"):
+        with guarded(Place.SPAN_STATUS):
             span.set_attribute(ERROR_TYPE, failure.type)
             span.set_status(Status(StatusCode.ERROR, failure.message[:256]))

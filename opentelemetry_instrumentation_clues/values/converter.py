@@ -45,7 +45,7 @@ from enum import Enum
 from itertools import accumulate, islice
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.values.redaction import REDACTED, Redactor
 
 MAX_DEPTH = 32
@@ -323,7 +323,7 @@ def repr_or_label(value: Any) -> str:
     try:
         text = repr(value)
     except Exception as exc:
-        errors.record("args repr", exc)
+        errors.record(Place.ARGS_REPR, exc)
         return type_label(value)
     return text if type(text) is str else type_label(value)
 

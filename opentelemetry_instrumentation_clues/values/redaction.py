@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.runtime.threads import TimeLimitedCaller
 
 REDACTED = "[REDACTED]"
@@ -121,7 +121,7 @@ class ArgumentPolicy:
                 raise SanitizerResultError(f"args_sanitizer must return (args, kwargs), not {type(result).__name__}")
             new_args, new_kwargs = result
         except Exception as exc:  # a user's sanitizer: never reaches the job, never leaks the arguments
-            errors.record("args sanitizer", exc)
+            errors.record(Place.ARGS_SANITIZER, exc)
             return [SANITIZER_FAILED], SANITIZER_FAILED
         return new_args, new_kwargs
 

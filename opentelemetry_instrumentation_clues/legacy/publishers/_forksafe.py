@@ -11,7 +11,7 @@ import weakref
 from typing import Protocol
 
 from opentelemetry_instrumentation_clues.runtime import at_fork
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 
 class ForkAware(Protocol):
@@ -30,7 +30,7 @@ def _after_fork_in_child() -> None:
         try:
             publisher._after_fork_in_child()
         except Exception as exc:
-            errors.record(f"{type(publisher).__name__} after fork", exc)
+            errors.record(Place.LEGACY_FORK, exc, type(publisher).__name__)
 
 
 at_fork.register("legacy publishers", after_in_child=_after_fork_in_child)

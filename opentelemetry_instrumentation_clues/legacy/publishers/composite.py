@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from opentelemetry_instrumentation_clues.legacy.publishers.base import EventPublisher
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 __all__ = ["CompositePublisher"]
 
@@ -14,8 +14,8 @@ class CompositePublisher:
     """Publishes every event to each child, in order.
 
     A child that raises does not stop the others; its error is recorded in
-    ``safety.errors`` under that child, so it is logged once per child and exception
-    type, then only counted.
+    ``safety.errors`` (``legacy.publisher``, ``legacy.flush``, ``legacy.close``) with that
+    child named in the message: it is logged once per child and exception type, then only counted.
     """
 
     def __init__(self, *publishers: EventPublisher) -> None:
@@ -35,7 +35,7 @@ class CompositePublisher:
             try:
                 child.publish(line)
             except Exception as exc:
-                errors.record(_where(child, "publish"), exc)
+                errors.record(Place.LEGACY_PUBLISHER, exc, _child(child))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Flush every child that can; the children share one ``timeout`` budget."""
@@ -49,7 +49,7 @@ class CompositePublisher:
             try:
                 ok = flush(remaining) is not False and ok
             except Exception as exc:
-                errors.record(_where(child, "flush"), exc)
+                errors.record(Place.LEGACY_FLUSH, exc, _child(child))
                 ok = False
         return ok
 
@@ -61,12 +61,12 @@ class CompositePublisher:
             try:
                 close()
             except Exception as exc:
-                errors.record(_where(child, "close"), exc)
+                errors.record(Place.LEGACY_CLOSE, exc, _child(child))
 
     def __repr__(self) -> str:
         return f"CompositePublisher({', '.join(map(repr, self._children))})"
 
 
-def _where(child: object, method: str) -> str:
-    # The child's identity, so each broken child is logged once, not once per event.
-    return f"CompositePublisher child {type(child).__qualname__}@{id(child):#x}.{method}"
+def _child(child: object) -> str:
+    # The child's identity (the log message's detail), so each broken child is logged once, not once per event.
+    return f"CompositePublisher child {type(child).__qualname__}@{id(child):#x}"

@@ -9,7 +9,7 @@ import time
 
 from opentelemetry_instrumentation_clues.legacy.publishers import _forksafe
 from opentelemetry_instrumentation_clues.legacy.publishers.base import encode_line
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 __all__ = ["LogPublisher"]
 
@@ -45,7 +45,7 @@ class LogPublisher:
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file
         self._next_check = 0.0
-        self._where = f"LogPublisher({self._path})"
+        self._detail = f"LogPublisher({self._path})"  # names it in the log message
         _forksafe.register(self)
 
     @property
@@ -61,7 +61,7 @@ class LogPublisher:
                 while written < len(data):  # only on disk-full style trouble; finish the line
                     written += os.write(fd, data[written:])
         except Exception as exc:
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
 
     def flush(self, timeout: float | None = None) -> bool:
         return True  # os.write leaves nothing buffered in the process

@@ -7,7 +7,7 @@ import threading
 from typing import TextIO
 
 from opentelemetry_instrumentation_clues.legacy.publishers import _forksafe
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 __all__ = ["StandardOutPublisher", "StreamPublisher"]
 
@@ -38,14 +38,14 @@ class StreamPublisher:
                 stream.write(text)
                 stream.flush()
         except Exception as exc:
-            errors.record(f"{type(self).__name__}.publish", exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, type(self).__name__)
 
     def flush(self, timeout: float | None = None) -> bool:
         try:
             self._target().flush()
             return True
         except Exception as exc:
-            errors.record(f"{type(self).__name__}.flush", exc)
+            errors.record(Place.LEGACY_FLUSH, exc, type(self).__name__)
             return False
 
 

@@ -12,7 +12,7 @@ from collections import deque
 
 from opentelemetry_instrumentation_clues.legacy.publishers import _forksafe
 from opentelemetry_instrumentation_clues.legacy.publishers.base import encode_line
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 __all__ = ["TcpPublisher"]
 
@@ -68,7 +68,7 @@ class TcpPublisher:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._flush_timeout = flush_timeout
-        self._where = f"TcpPublisher({host}:{port})"
+        self._detail = f"TcpPublisher({host}:{port})"  # names it in the log message
         self._closing = False
         self._reset_process_state()
         _forksafe.register(self)
@@ -102,7 +102,7 @@ class TcpPublisher:
                 elif self._idle:
                     self._cond.notify()
         except Exception as exc:
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
 
     @property
     def dropped(self) -> int:
@@ -151,7 +151,7 @@ class TcpPublisher:
                 thread.join(self._connect_timeout + 1.0)  # a connect() in progress is not interruptible
             self._disconnect()
         except Exception as exc:
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_CLOSE, exc, self._detail)
 
     def _start_sender(self) -> None:
         thread = threading.Thread(target=self._run, name="clues-tcp-publisher", daemon=True)
@@ -164,7 +164,7 @@ class TcpPublisher:
         try:
             self._loop()
         except Exception as exc:  # a bug of ours: let the next publish() start a new sender
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
             with self._cond:
                 if self._thread is threading.current_thread():
                     self._thread = None
@@ -194,7 +194,7 @@ class TcpPublisher:
             sock = socket.create_connection(self._address, timeout=self._connect_timeout)
             sock.settimeout(self._send_timeout)
         except Exception as exc:
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
             with self._cond:
                 self._peer_down = True
                 self._cond.notify_all()  # flush() waiters give up now
@@ -221,7 +221,7 @@ class TcpPublisher:
             sock.sendall(b"".join(batch), _NOSIGNAL)
         except Exception as exc:
             if not self._closing:  # close() shuts the socket down under us on purpose
-                errors.record(self._where, exc)
+                errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
             self._disconnect()
             with self._cond:
                 self._dropped += len(batch)

@@ -9,7 +9,7 @@ import time
 
 from opentelemetry_instrumentation_clues.legacy.publishers import _forksafe
 from opentelemetry_instrumentation_clues.legacy.publishers.base import encode_line
-from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 __all__ = ["UdpPublisher"]
 
@@ -46,7 +46,7 @@ class UdpPublisher:
     def __init__(self, host: str, port: int, *, max_datagram: int = 8192) -> None:
         self._host, self._port = host, port
         self._max_datagram = max_datagram
-        self._where = f"UdpPublisher({host}:{port})"
+        self._detail = f"UdpPublisher({host}:{port})"  # names it in the log message
         self._lock = threading.Lock()  # guards the lazy set-up only; sendto needs no lock
         self._sock: socket.socket | None = None
         self._address: tuple[str, int] | None = None
@@ -72,7 +72,7 @@ class UdpPublisher:
             self._sent += 1
         except Exception as exc:  # BlockingIOError (buffer full), EMSGSIZE, unreachable, ...
             self._dropped += 1
-            errors.record(self._where, exc)
+            errors.record(Place.LEGACY_PUBLISHER, exc, self._detail)
 
     @property
     def dropped(self) -> int:
