@@ -70,8 +70,15 @@ class CluesConfig:
     # The seed's JSON-line output (legacy/): where lines go (None: no legacy output), how an event
     # becomes a line (None: legacy.marshaller.json_marshaller), and the enqueue-time item preprocessor.
     event_publisher: Any = field(default=None, compare=False)
+    # OTEL_PYTHON_CLUES_PUBLISHER when no event_publisher is given: legacy/wiring.py builds the publisher.
+    publisher_spec: str | None = None
     event_marshaller: Callable[..., str] | None = field(default=None, compare=False)
     item_preprocessor: Callable[..., Any] | None = field(default=None, compare=False)
+
+    @property
+    def legacy_output(self) -> bool:
+        """Whether the seed's JSON lines are wanted (a publisher or a publisher spec)."""
+        return self.event_publisher is not None or bool(self.publisher_spec)
 
     @cached_property
     def arguments(self) -> ArgumentPolicy:
@@ -133,11 +140,7 @@ class CluesConfig:
 def _legacy_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``event_publisher``, ``event_marshaller``, ``item_preprocessor``: keyword arguments, else env."""
     publisher = kwargs.get("event_publisher")
-    spec = _env(env.OTEL_PYTHON_CLUES_PUBLISHER)
-    if publisher is None and spec:
-        from opentelemetry_instrumentation_clues.legacy.wiring import publisher_from_spec  # the SDK: only if used
-
-        publisher = publisher_from_spec(spec)
+    spec = _env(env.OTEL_PYTHON_CLUES_PUBLISHER) if publisher is None else None
     if publisher is not None and not callable(getattr(publisher, "publish", None)):
         raise ConfigurationError(f"event_publisher needs a publish(line) method; got {type(publisher).__name__}")
     marshaller = kwargs.get("event_marshaller") or _callable_from_env(env.OTEL_PYTHON_CLUES_EVENT_MARSHALLER)
@@ -145,7 +148,12 @@ def _legacy_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     for name, value in (("event_marshaller", marshaller), ("item_preprocessor", preprocessor)):
         if value is not None and not callable(value):
             raise ConfigurationError(f"{name} must be callable; got {type(value).__name__}")
-    return {"event_publisher": publisher, "event_marshaller": marshaller, "item_preprocessor": preprocessor}
+    return {
+        "event_publisher": publisher,
+        "publisher_spec": spec,
+        "event_marshaller": marshaller,
+        "item_preprocessor": preprocessor,
+    }
 
 
 def _callable_from_env(name: str) -> Callable[..., Any] | None:

@@ -34,8 +34,8 @@ from opentelemetry_instrumentation_clues.package import _instruments
 from opentelemetry_instrumentation_clues.runtime import fork_safety, worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import flush_all
 from opentelemetry_instrumentation_clues.runtime.safety import errors
+from opentelemetry_instrumentation_clues.telemetry.attributes import SCHEMA_URL
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
-from opentelemetry_instrumentation_clues.telemetry.events import SCHEMA_URL
 from opentelemetry_instrumentation_clues.telemetry.metrics import JobMetrics
 from opentelemetry_instrumentation_clues.version import __version__
 
@@ -84,7 +84,7 @@ class CluesInstrumentor(BaseInstrumentor):
         tracer_provider = kwargs.get("tracer_provider")
         logger_provider = kwargs.get("logger_provider")
         self._legacy_output = None
-        if config.event_publisher is not None:
+        if config.legacy_output:
             self._legacy_output, logger_provider = attach_legacy_output(config, logger_provider)
         meter_provider = kwargs.get("meter_provider")
         # schema_url: backends that translate between semconv versions learn which names these are.

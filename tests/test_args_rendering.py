@@ -24,16 +24,12 @@ from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher,
 from opentelemetry_instrumentation_clues.config import CluesConfig
 from opentelemetry_instrumentation_clues.instrumentation.preprocessing import storable
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
-from opentelemetry_instrumentation_clues.telemetry.events import (
-    ARGS,
-    KWARGS,
-    JobFacts,
-    attribute_value,
-    metadata_attributes,
-)
-from opentelemetry_instrumentation_clues.telemetry.events import bounded_json as events_bounded_json
+from opentelemetry_instrumentation_clues.telemetry.attributes import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts, metadata_attributes
 from opentelemetry_instrumentation_clues.values import converter as bounded_module
+from opentelemetry_instrumentation_clues.values.attribute_values import attribute_value
 from opentelemetry_instrumentation_clues.values.converter import MAX_OVERSHOOT
+from opentelemetry_instrumentation_clues.values.converter import bounded_json as events_bounded_json
 from opentelemetry_instrumentation_clues.values.redaction import DEFAULT_POLICY
 from tests import hardening_jobs
 from tests.hardening_jobs import HangingRepr, SlowRepr
@@ -112,7 +108,7 @@ def test_rendering_arguments_and_metadata_calls_no_method_of_theirs():
             rendered.append(events_bounded_json(list(values.values()), limit, redactor))
         rendered.extend(str(attribute_value(value, limit)) for value in values.values())
         rendered.extend(str(v) for v in metadata_attributes({SpyObject(): SpyObject(), **values}, limit).values())
-    facts = JobFacts.build(_FakeJob(list(values.values()), values), "q", "0" * 32, 1, values, True, 2048)
+    facts = JobFacts.build(_FakeJob(list(values.values()), values), "q", "0" * 32, 1, values, CluesConfig())
     line = json_marshaller("enqueued", 0.0, "q", values, "w", list(values.values()))
     stored = [storable(value) for value in values.values()]
     assert CALLS == []

@@ -15,8 +15,17 @@ from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, json_marshaller
-from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS, JobFacts, attribute_value, bounded_json
-from opentelemetry_instrumentation_clues.values.converter import MAX_DEPTH, MAX_OVERSHOOT, TOO_DEEP, repr_or_label
+from opentelemetry_instrumentation_clues.config import CluesConfig
+from opentelemetry_instrumentation_clues.telemetry.attributes import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts
+from opentelemetry_instrumentation_clues.values.attribute_values import attribute_value
+from opentelemetry_instrumentation_clues.values.converter import (
+    MAX_DEPTH,
+    MAX_OVERSHOOT,
+    TOO_DEEP,
+    bounded_json,
+    repr_or_label,
+)
 from opentelemetry_instrumentation_clues.values.redaction import DEFAULT_POLICY
 from tests import hardening_jobs
 from tests.hardening_jobs import BadRepr, CountingRepr, Opaque
@@ -203,7 +212,7 @@ class _FakeJob:
 @_hypothesis_slow
 @given(args=st.lists(values, max_size=4), kwargs=st.dictionaries(st.text(), values, max_size=4), metadata=values)
 def test_job_facts_attributes_are_valid_otel_values(args, kwargs, metadata):
-    facts = JobFacts.build(_FakeJob(args, kwargs), "q", "0" * 32, 1, {"m": metadata}, True, 100)
+    facts = JobFacts.build(_FakeJob(args, kwargs), "q", "0" * 32, 1, {"m": metadata}, CluesConfig(max_value_length=100))
     for name, value in facts.base_attributes.items():
         assert isinstance(value, str | bool | int | float), name
         if isinstance(value, str):

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
-from opentelemetry_instrumentation_clues.telemetry.events import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
+from opentelemetry_instrumentation_clues.telemetry.attributes import EXCEPTION_MESSAGE, EXCEPTION_STACKTRACE
 from opentelemetry_instrumentation_clues.values.converter import MAX_OVERSHOOT, cut_middle
 from tests.hardening_jobs import clues_with_log_file
 from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run

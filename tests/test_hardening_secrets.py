@@ -12,7 +12,8 @@ from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
-from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS, JobFacts
+from opentelemetry_instrumentation_clues.telemetry.attributes import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts
 from opentelemetry_instrumentation_clues.values.redaction import (
     DEFAULT_REDACT_KWARGS,
     REDACTED,
@@ -154,7 +155,7 @@ class _FakeJob:
 
 def facts_for(job: Any, **config: Any) -> dict[str, Any]:
     settings = CluesConfig.from_kwargs(**config)
-    facts = JobFacts.build(job, "q", "0" * 32, 1, {}, settings.capture_args, 2048, arguments=settings.arguments)
+    facts = JobFacts.build(job, "q", "0" * 32, 1, {}, settings)
     return {
         "args": json.loads(str(facts.base_attributes[ARGS])),
         "kwargs": json.loads(str(facts.base_attributes[KWARGS])),
@@ -207,7 +208,7 @@ def test_a_failing_sanitizer_withholds_the_arguments_and_is_logged_once(sanitize
 
 def test_capture_args_false_puts_no_arguments_on_the_facts():
     settings = CluesConfig.from_kwargs(capture_args=False)
-    facts = JobFacts.build(_FakeJob(SENTINEL, k=SENTINEL), "q", "0" * 32, 1, {}, settings.capture_args, 2048)
+    facts = JobFacts.build(_FakeJob(SENTINEL, k=SENTINEL), "q", "0" * 32, 1, {}, settings)
     assert ARGS not in facts.base_attributes and KWARGS not in facts.base_attributes
     assert SENTINEL not in repr(facts)
 

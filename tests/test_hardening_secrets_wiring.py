@@ -15,7 +15,7 @@ from rq import Queue, SimpleWorker
 
 from opentelemetry_instrumentation_clues import CluesInstrumentor
 from opentelemetry_instrumentation_clues.runtime.safety import Place
-from opentelemetry_instrumentation_clues.telemetry.events import ARGS, KWARGS
+from opentelemetry_instrumentation_clues.telemetry.attributes import ARGS, KWARGS
 from opentelemetry_instrumentation_clues.values.redaction import REDACTED, SANITIZER_FAILED
 from tests import hardening_jobs
 from tests.hardening_jobs import clues_with_log_file

@@ -13,7 +13,7 @@ from opentelemetry_instrumentation_clues import CluesInstrumentor
 from opentelemetry_instrumentation_clues.instrumentation.job_context import META_KEY
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import owner_of
 from opentelemetry_instrumentation_clues.runtime.safety import Place
-from opentelemetry_instrumentation_clues.telemetry import events
+from opentelemetry_instrumentation_clues.telemetry import facts
 from tests import jobs
 from tests.otel_memory import Captured
 
@@ -122,7 +122,7 @@ def test_an_exception_inside_clues_is_caught_logged_once_and_jobs_are_unaffected
     def broken(*args, **kwargs):
         raise RuntimeError("clues bug")
 
-    monkeypatch.setattr(events.JobFacts, "own_attributes", broken)
+    monkeypatch.setattr(facts.JobFacts, "own_attributes", broken)
     queue = Queue("default", connection=redis_conn)
     ok = [queue.enqueue(jobs.add, i, i) for i in range(3)]
     failing = queue.enqueue(jobs.fail)

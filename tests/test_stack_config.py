@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from opentelemetry_instrumentation_clues.telemetry.events import EventType
+from opentelemetry_instrumentation_clues.event_types import EventType
 from opentelemetry_instrumentation_clues.telemetry.metrics import DURATION_BUCKETS as PACKAGE_BUCKETS
 from tests import stack_queries as sq
 

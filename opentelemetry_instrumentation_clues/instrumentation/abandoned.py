@@ -17,7 +17,7 @@ from opentelemetry_instrumentation_clues.instrumentation.failures import job_sho
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import arg
 from opentelemetry_instrumentation_clues.instrumentation.worker_hooks import WorkerHooks
 from opentelemetry_instrumentation_clues.runtime.safety import Place, guarded
-from opentelemetry_instrumentation_clues.telemetry.events import Failure, exception_type_name
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure, exception_type_name
 
 ABANDONED_MESSAGE = "job abandoned: its worker died before reporting an outcome"
 

@@ -22,7 +22,7 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from opentelemetry_instrumentation_clues.instrumentation.horse_channel import HorseChannel
-from opentelemetry_instrumentation_clues.telemetry.events import Failure, JobFacts
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure, JobFacts
 
 _ATTR = "_clues_attempt"
 

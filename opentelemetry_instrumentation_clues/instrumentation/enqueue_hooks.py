@@ -28,8 +28,9 @@ from opentelemetry.util.types import AttributeValue
 from rq.job import JobStatus
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
+from opentelemetry_instrumentation_clues.event_types import EventType
 from opentelemetry_instrumentation_clues.instrumentation import job_context
-from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues
+from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues, facts_for
 from opentelemetry_instrumentation_clues.instrumentation.job_trace import (
     carrier_for,
     new_event_hash,
@@ -39,15 +40,9 @@ from opentelemetry_instrumentation_clues.instrumentation.job_trace import (
 from opentelemetry_instrumentation_clues.instrumentation.preprocessing import Preprocessing
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import arg, as_epoch_ns, queue_is_async
 from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, guarded
+from opentelemetry_instrumentation_clues.telemetry.attributes import ERROR_TYPE, start_attributes
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
-from opentelemetry_instrumentation_clues.telemetry.events import (
-    ERROR_TYPE,
-    EventType,
-    JobFacts,
-    exception_type_name,
-    facts_for,
-    start_attributes,
-)
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts, exception_type_name
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from opentelemetry_instrumentation_clues.telemetry.events import Failure
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure
 
 HORSE_KILLED = "WorkHorseKilled"
 JOB_STOPPED = "JobStopped"

@@ -22,7 +22,7 @@ from opentelemetry_instrumentation_clues.instrumentation.lifecycle import Lifecy
 from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
-from opentelemetry_instrumentation_clues.telemetry.events import Failure
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure
 from opentelemetry_instrumentation_clues.values.converter import cut_middle, cut_text
 
 

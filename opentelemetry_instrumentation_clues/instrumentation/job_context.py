@@ -12,7 +12,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry_instrumentation_clues.config import CluesConfig
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts
 
 META_KEY = "clues"
 FORMAT_VERSION = 1
@@ -120,3 +122,8 @@ def _short(value: Any) -> str:
     except Exception:
         return f"<{type(value).__name__}>"
     return text if len(text) <= 80 else text[:80] + "…"
+
+
+def facts_for(job: Any, queue_name: str, clues: JobClues, config: CluesConfig) -> JobFacts:
+    """The job's facts for its events in this process, as the settings say."""
+    return JobFacts.build(job, queue_name, clues.event_hash, clues.attempt, clues.metadata, config)

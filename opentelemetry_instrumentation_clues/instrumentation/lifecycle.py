@@ -18,20 +18,15 @@ from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_clues.config import CluesConfig
+from opentelemetry_instrumentation_clues.event_types import EventType
 from opentelemetry_instrumentation_clues.instrumentation import job_context, spawn_handoff
 from opentelemetry_instrumentation_clues.instrumentation.attempts import Attempt, Outcome
-from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues
+from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues, facts_for
 from opentelemetry_instrumentation_clues.instrumentation.job_trace import carrier_for, new_event_hash, start_continued
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import as_epoch_ns
+from opentelemetry_instrumentation_clues.telemetry.attributes import WILL_RETRY, start_attributes
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
-from opentelemetry_instrumentation_clues.telemetry.events import (
-    WILL_RETRY,
-    EventType,
-    Failure,
-    facts_for,
-    metadata_attributes,
-    start_attributes,
-)
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure, metadata_attributes
 
 
 class Lifecycle:

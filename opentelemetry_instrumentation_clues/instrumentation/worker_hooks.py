@@ -46,7 +46,7 @@ from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget, flush
 from opentelemetry_instrumentation_clues.runtime.fork_safety import grpc_fork_hazard
 from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, errors, guarded
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
-from opentelemetry_instrumentation_clues.telemetry.events import Failure
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure
 from opentelemetry_instrumentation_clues.telemetry.metrics import silence_inherited_readers
 
 _logger = logging.getLogger("opentelemetry_instrumentation_clues")

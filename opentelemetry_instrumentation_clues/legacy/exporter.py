@@ -26,7 +26,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry_instrumentation_clues.legacy.marshaller import EventMarshaller, json_marshaller
 from opentelemetry_instrumentation_clues.legacy.publishers import EventPublisher, StandardOutPublisher
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
-from opentelemetry_instrumentation_clues.telemetry import events as ev
+from opentelemetry_instrumentation_clues.telemetry import attributes as ev
 
 try:  # opentelemetry-sdk >= 1.40
     from opentelemetry.sdk._logs.export import LogRecordExportResult as _Result

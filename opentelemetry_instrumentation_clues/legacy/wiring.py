@@ -107,9 +107,13 @@ class LegacyOutput:
 def attach_legacy_output(
     config: CluesConfig, logger_provider: ApiLoggerProvider | None
 ) -> tuple[LegacyOutput, ApiLoggerProvider]:
-    """Add the legacy exporter for ``config.event_publisher``; return it and the provider clues must log to."""
-    assert config.event_publisher is not None
-    exporter = LegacyJsonLineExporter(config.event_publisher, config.event_marshaller or json_marshaller)
+    """Add the legacy exporter for ``config.event_publisher`` (else the publisher its spec names);
+    return it and the provider clues must log to. A bad spec raises ValueError naming it."""
+    publisher = config.event_publisher
+    if publisher is None:
+        assert config.publisher_spec
+        publisher = publisher_from_spec(config.publisher_spec)
+    exporter = LegacyJsonLineExporter(publisher, config.event_marshaller or json_marshaller)
     processor = _DetachableProcessor(BatchLogRecordProcessor(exporter))
     target = logger_provider if logger_provider is not None else get_logger_provider()
     if callable(getattr(target, "add_log_record_processor", None)):

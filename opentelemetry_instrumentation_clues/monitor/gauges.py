@@ -15,7 +15,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from redis.exceptions import RedisError
 
 from opentelemetry_instrumentation_clues.monitor.snapshot import Snapshot
-from opentelemetry_instrumentation_clues.telemetry.events import QUEUE
+from opentelemetry_instrumentation_clues.telemetry.attributes import QUEUE
 
 QUEUE_JOBS = "rq.queue.jobs"
 OLDEST_JOB_AGE = "rq.queue.oldest_job.age"

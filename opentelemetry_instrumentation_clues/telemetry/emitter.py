@@ -21,14 +21,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 from opentelemetry.util.types import AttributeValue
 
+from opentelemetry_instrumentation_clues.event_types import EventType
 from opentelemetry_instrumentation_clues.runtime.safety import Place, guarded
-from opentelemetry_instrumentation_clues.telemetry.events import (
-    ERROR_TYPE,
-    OPERATION_NAME,
-    EventType,
-    Failure,
-    JobFacts,
-)
+from opentelemetry_instrumentation_clues.telemetry.attributes import ERROR_TYPE, OPERATION_NAME
+from opentelemetry_instrumentation_clues.telemetry.facts import Failure, JobFacts
 from opentelemetry_instrumentation_clues.telemetry.metrics import (
     CONSUMED,
     OUTCOME,

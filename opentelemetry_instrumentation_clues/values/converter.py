@@ -16,7 +16,7 @@ No user code runs here unless the caller asks for it: json's C encoder only ever
 values made of exact builtin types (it would call a dict subclass's ``items()`` or a list
 subclass's ``__iter__``), subclasses of builtins are read through the builtin's own
 methods, and any other object is spelled by its type, ``<module.QualName>``. A
-``describe`` function (``repr`` under a time limit, see telemetry/events.py) may replace that.
+``describe`` function (``repr`` under a time limit, see values/attribute_values.py) may replace that.
 
 Where the value is cut, a marker says so and everything after it is dropped:
 
@@ -319,7 +319,7 @@ Describe = Callable[[Any], str]
 def repr_or_label(value: Any) -> str:
     """``repr(value)``, else its type label: the ``args_repr`` opt-in's ``describe``.
 
-    Runs user code: only called off the caller's thread, under a time limit (telemetry/events.py)."""
+    Runs user code: only called off the caller's thread, under a time limit (values/attribute_values.py)."""
     try:
         text = repr(value)
     except Exception as exc:
