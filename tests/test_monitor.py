@@ -102,6 +102,28 @@ def test_counts_match_the_registries_after_a_mixed_run(redis_conn, redis_url):
     assert latest(workers, "rq.worker.state", **{QUEUE: "mixed"}) == {"idle": 0, "busy": 1}
 
 
+def test_expired_registry_entries_are_not_counted_as_rq_counts_them(redis_conn):
+    """finished/failed/started registries score by expiry: rq's own count drops what has expired."""
+    queue = Queue("expiring", connection=redis_conn)
+    now = time.time()
+    registries = {
+        "finished": queue.finished_job_registry,
+        "failed": queue.failed_job_registry,
+        "started": queue.started_job_registry,
+    }
+    for status, registry in registries.items():
+        redis_conn.zadd(
+            registry.key, {f"{status}-expired": now - 60, f"{status}-live": now + 600, f"{status}-kept": "+inf"}
+        )
+    queue.deferred_job_registry.connection.zadd(queue.deferred_job_registry.key, {"waiting": now - 60})
+    (state,) = SnapshotReader(redis_conn, ["expiring"]).read().queues
+    assert {status: state.counts[status] for status in registries} == {"finished": 2, "failed": 2, "started": 2}
+    assert state.counts["deferred"] == 1  # scored by creation time from rq 2.7 on: every entry counts
+    # rq agrees, once its cleanup has run (finished and failed only: cleaning the started registry
+    # would move its entries to failed, as abandoned jobs)
+    assert queue.finished_job_registry.count == queue.failed_job_registry.count == 2
+
+
 def test_workers_running_then_stopped(redis_url):
     with otlp_receiver() as receiver, running_monitor(receiver, redis_url, "staffed"):
         worker = _worker(redis_url, "staffed")
@@ -203,7 +225,7 @@ def test_one_redis_round_trip_per_collection_shared_by_the_three_gauges(tmp_path
     # the client sent one EVALSHA per collection and nothing else.
     assert calls.pop("evalsha") == 3, calls
     assert calls.pop("llen") == 3, calls  # one queue, read once per collection
-    assert set(calls) <= {"config|resetstat", "smembers", "zcard", "lrange", "hget", "hmget"}, calls
+    assert set(calls) <= {"config|resetstat", "smembers", "zcard", "zcount", "lrange", "hget", "hmget"}, calls
     assert {name for name, _ in points} == {QUEUE_JOBS, OLDEST_JOB_AGE, WORKERS}
 
 

@@ -5,7 +5,7 @@ return (queue names from ``rq:queues``, worker keys from ``rq:workers``, the job
 each queue), so a pipeline would need three round trips. The script does it in one, and Redis
 runs it atomically, so every count of a snapshot is from the same instant (a job moving from the
 queue to the started registry is never counted twice or missed). Its cost per collection is
-O(Q + W): per queue 1 LLEN, 5 ZCARD, 1 LRANGE of at most ``HEAD_PROBE`` ids and up to as many
+O(Q + W): per queue 1 LLEN, 5 ZCARD/ZCOUNT, 1 LRANGE of at most ``HEAD_PROBE`` ids and up to as many
 HGETs; per worker 1 HMGET; plus at most two SMEMBERS. Nothing is read per job.
 
 Key names come from rq's own classes (``Queue``, the registries, ``Worker``, ``Job``), so a
@@ -42,6 +42,11 @@ REGISTRIES = {
     "finished": FinishedJobRegistry,
 }
 STATUSES = (QUEUED, *REGISTRIES)
+#: Registries whose scores are expiry times on every rq we support (2.6 … 3.x): an entry whose time
+#: has passed is one rq's ``registry.count`` would clean up first (an expired result, a started job
+#: whose worker died), so it is not counted. The deferred registry scores by expiry on rq 2.6 and by
+#: creation time from 2.7 on, and the scheduled one by when the job is due: those count every entry.
+EXPIRING = frozenset(("started", "failed", "finished"))
 
 #: How many ids at the head of a queue are probed for an ``enqueued_at`` (a deleted job can
 #: leave its id behind in the list; rq skips such ids when it dequeues).
@@ -64,7 +69,12 @@ for _, name in ipairs(names) do
   local key = cfg.queue_prefix .. name
   local counts = {queued = redis.call('LLEN', key)}
   for status, affix in pairs(cfg.registries) do
-    counts[status] = redis.call('ZCARD', affix[1] .. name .. affix[2])
+    local rkey = affix[1] .. name .. affix[2]
+    if affix[3] then  -- scored by expiry: what rq's own count would leave after its cleanup
+      counts[status] = redis.call('ZCOUNT', rkey, '(' .. ARGV[2], '+inf')
+    else
+      counts[status] = redis.call('ZCARD', rkey)
+    end
   end
   local head = ''
   for _, id in ipairs(redis.call('LRANGE', key, 0, cfg.head_probe - 1)) do
@@ -119,9 +129,9 @@ class Snapshot:
         return counts
 
 
-def _affixes(key: str) -> list[str]:
+def _affixes(key: str, expiring: bool) -> list[str | bool]:
     prefix, _, suffix = key.partition(_SENTINEL)
-    return [prefix, suffix]
+    return [prefix, suffix, expiring]
 
 
 class SnapshotReader:
@@ -129,7 +139,10 @@ class SnapshotReader:
 
     def __init__(self, connection: Redis, queue_names: list[str] | None = None) -> None:
         self.connection = connection
-        registries = {status: _affixes(cls(_SENTINEL, connection=connection).key) for status, cls in REGISTRIES.items()}
+        registries = {
+            status: _affixes(cls(_SENTINEL, connection=connection).key, status in EXPIRING)
+            for status, cls in REGISTRIES.items()
+        }
         self._config = json.dumps(
             {
                 "queues": list(queue_names or []),
@@ -145,7 +158,7 @@ class SnapshotReader:
 
     def read(self) -> Snapshot:
         """One round trip; raises redis' errors (the caller decides what an outage means)."""
-        raw = self._script(args=[self._config])
+        raw = self._script(args=[self._config, repr(time.time())])
         taken_at = time.time()
         data: dict[str, Any] = json.loads(raw)
         queues = [
@@ -160,4 +173,4 @@ class SnapshotReader:
         return Snapshot(taken_at, queues, workers)
 
 
-__all__ = ["HEAD_PROBE", "QUEUED", "STATUSES", "QueueState", "Snapshot", "SnapshotReader"]
+__all__ = ["EXPIRING", "HEAD_PROBE", "QUEUED", "STATUSES", "QueueState", "Snapshot", "SnapshotReader"]
