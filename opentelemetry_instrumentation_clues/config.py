@@ -107,10 +107,8 @@ class CluesConfig:
         args_repr = pick("args_repr", env.OTEL_PYTHON_CLUES_ARGS_REPR)
         span_events = pick("span_events", env.OTEL_PYTHON_CLUES_SPAN_EVENTS)
         sanitizer = kwargs.get("args_sanitizer")
-        if sanitizer is None and _env(env.OTEL_PYTHON_CLUES_ARGS_SANITIZER):
-            sanitizer = load_callable(
-                str(_env(env.OTEL_PYTHON_CLUES_ARGS_SANITIZER)), env.OTEL_PYTHON_CLUES_ARGS_SANITIZER
-            )
+        if sanitizer is None:
+            sanitizer = _callable_from_env(env.OTEL_PYTHON_CLUES_ARGS_SANITIZER)
         if sanitizer is not None and not callable(sanitizer):
             raise ConfigurationError(f"clues args_sanitizer must be callable, not {type(sanitizer).__name__}")
         return cls(
@@ -157,7 +155,7 @@ def _legacy_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _callable_from_env(name: str) -> Callable[..., Any] | None:
-    path = os.environ.get(name, "").strip()
+    path = _env(name)
     return load_callable(path, name) if path else None
 
 

@@ -108,7 +108,7 @@ def attach_legacy_output(
     config: CluesConfig, logger_provider: ApiLoggerProvider | None
 ) -> tuple[LegacyOutput, ApiLoggerProvider]:
     """Add the legacy exporter for ``config.event_publisher`` (else the publisher its spec names);
-    return it and the provider clues must log to. A bad spec raises ValueError naming it."""
+    return it and the provider clues must log to. A bad spec raises ConfigurationError naming it."""
     publisher = config.event_publisher
     if publisher is None:
         assert config.publisher_spec
