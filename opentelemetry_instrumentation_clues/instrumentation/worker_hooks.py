@@ -208,10 +208,10 @@ class WorkerHooks:
     # The outcome is published before rq handles it: handling it may enqueue the job
     # again (a retry, a repeat), and that must come after in the story.
     def handle_job_success(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
-        if self._suppressed(worker, arg(args, kwargs, 0, "job")):
+        job = arg(args, kwargs, 0, "job")
+        if self._suppressed(worker, job):
             return wrapped(*args, **kwargs)
         with guarded(Place.WORKER_SUCCESS):
-            job = arg(args, kwargs, 0, "job")
             self._attempt_ended(worker, job, arg(args, kwargs, 1, "queue"), None, will_retry=False)
         return wrapped(*args, **kwargs)
 
