@@ -4,8 +4,12 @@ A forked child inherits the parent's OTLP/HTTP exporter with its connection
 pool, and with whatever locks the parent's export thread held at the instant of
 ``fork()``. A horse that exports through that pool can block forever on a lock
 no thread will release, or interleave bytes on a shared socket. So in every
-forked child the HTTP exporters get a fresh session (same headers), and the
-horse's final flush is bounded in time whatever the exporter does.
+forked child the HTTP exporters get a fresh session (same headers), made when the
+child first exports (most horses never do: clues' own telemetry goes to the worker),
+and the horse's final flush is bounded in time whatever the exporter does.
+
+The exporters are found by walking each provider's objects once and again only when
+its processors change: a fork pays a few attribute reads, not the walk.
 
 Imports are such a lock too. The exporters import lazily (requests imports
 ``netrc`` on a session's first request): were the worker to fork while one of
@@ -48,6 +52,37 @@ _PATH_ATTRIBUTES = (
 )
 
 _provider_sources: list[Callable[[], Any]] = []
+
+
+class _Exporters:
+    """The batch processors and HTTP-session owners the watched providers lead to, found
+    by one walk and found again only when a provider or its list of processors changes."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] = ()
+        self.batch_processors: list[Any] = []
+        self.session_owners: list[Any] = []
+
+    def current(self) -> _Exporters:
+        roots = [get_provider() for get_provider in _provider_sources]
+        key = tuple(part for root in roots for part in _processor_lists(root))
+        if len(key) != len(self._key) or any(a is not b for a, b in zip(key, self._key, strict=True)):
+            nodes = [node for root in roots for node in _reachable(root)]
+            self.batch_processors = [node for node in nodes if _is_batch_processor(node)]
+            self.session_owners = [node for node in nodes if _is_requests_session(getattr(node, "_session", None))]
+            self._key = key  # holds the objects, so an id cannot be reused while cached
+        return self
+
+
+def _processor_lists(root: Any) -> tuple[Any, ...]:
+    """What changes when processors or readers are added: the SDK replaces these tuples."""
+    spans = getattr(getattr(root, "_active_span_processor", None), "_span_processors", None)
+    logs = getattr(getattr(root, "_multi_log_record_processor", None), "_log_record_processors", None)
+    readers = getattr(getattr(root, "_sdk_config", None), "metric_readers", None)
+    return (root, spans, logs, readers)
+
+
+_exporters = _Exporters()
 
 
 def watch(providers: list[Callable[[], Any]]) -> None:
@@ -136,18 +171,19 @@ def _after_fork_in_child() -> None:
     _reset_sessions_in_child()
 
 
-def _batch_processors() -> Iterator[Any]:
-    for get_provider in _provider_sources:
-        for node in _reachable(get_provider()):
-            if isinstance(getattr(node, "_queue", None), collections.deque) and hasattr(node, "_export_lock"):
-                yield node
+def _batch_processors() -> list[Any]:
+    return _exporters.current().batch_processors
+
+
+def _is_batch_processor(node: Any) -> bool:
+    return isinstance(getattr(node, "_queue", None), collections.deque) and hasattr(node, "_export_lock")
 
 
 def _reset_sessions_in_child() -> None:
-    for get_provider in _provider_sources:
-        with guarded(Place.FORK_RESET):
-            for owner in _session_owners(get_provider()):
-                _renew_session(owner)
+    with guarded(Place.FORK_RESET):
+        for owner in _exporters.current().session_owners:
+            if _is_requests_session(owner._session):
+                owner._session = _FreshSessionOnFirstUse(owner, owner._session)
 
 
 def _session_owners(root: Any) -> Iterator[Any]:
@@ -199,8 +235,20 @@ def _is_requests_session(candidate: Any) -> bool:
 _SESSION_SETTINGS = ("auth", "proxies", "params", "verify", "cert", "trust_env", "max_redirects")
 
 
-def _renew_session(owner: Any) -> None:
-    old = owner._session
+class _FreshSessionOnFirstUse:
+    """Stands in for an exporter's inherited session in a forked child until the child first
+    uses it, then puts a fresh one in its place: a requests session costs about a millisecond
+    to make, and most horses never export."""
+
+    def __init__(self, owner: Any, inherited: Any) -> None:
+        self._owner = owner
+        self._inherited = inherited
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_renew_session(self._owner, self._inherited), name)
+
+
+def _renew_session(owner: Any, old: Any) -> Any:
     new = type(old)()
     new.headers.clear()
     new.headers.update(old.headers)
@@ -209,3 +257,4 @@ def _renew_session(owner: Any) -> None:
             setattr(new, setting, getattr(old, setting))
     # The old session is dropped, not closed: its sockets still belong to the parent.
     owner._session = new
+    return new
