@@ -47,6 +47,47 @@ def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
     assert owner._session is parent_session  # the parent keeps its own
 
 
+def test_a_child_makes_its_fresh_session_only_when_it_first_uses_it():
+    """Most horses never export (clues' telemetry goes to the worker): making a requests
+    session in every one would cost about a millisecond per job for nothing."""
+    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    owner = next(fork_safety._session_owners(provider))
+    parent_session = owner._session
+    fork_safety.watch([lambda: provider])
+    try:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            before = type(owner._session).__name__
+            verify = owner._session.verify  # the first use
+            after = type(owner._session) is type(parent_session) and owner._session is not parent_session
+            os.write(write_end, f"{before}|{verify}|{after}".encode())
+            os._exit(0)
+        os.close(write_end)
+        report = os.read(read_end, 100).decode()
+        os.waitpid(pid, 0)
+    finally:
+        fork_safety.watch([])
+        provider.shutdown()
+    assert report == f"_FreshSessionOnFirstUse|{parent_session.verify}|True"
+
+
+def test_exporters_are_found_again_when_a_processor_is_added():
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    fork_safety.watch([lambda: provider])
+    try:
+        assert len(fork_safety._batch_processors()) == 1
+        assert len(fork_safety._batch_processors()) == 1  # cached: the same answer
+        provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+        assert len(fork_safety._batch_processors()) == 2
+    finally:
+        fork_safety.watch([])
+        provider.shutdown()
+
+
 def test_a_child_never_frees_the_telemetry_its_parent_has_not_exported_yet():
     """The SDK clears batch queues in a forked child; clues hands it an empty one, so the
     parent's queued spans are neither freed in the child (copy-on-write) nor lost in the parent."""
