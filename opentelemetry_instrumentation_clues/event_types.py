@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+EVENT_NAME_PREFIX = "rq.job."  # an OTel log record's event_name is this and the event type
+
 
 class EventType(str, Enum):
     SCHEDULED = "scheduled"  # extra: enqueue_at / enqueue_in, before the scheduler enqueues it
@@ -21,7 +23,7 @@ class EventType(str, Enum):
     @property
     def event_name(self) -> str:
         """The OTel log record's event_name."""
-        return f"rq.job.{self.value}"
+        return EVENT_NAME_PREFIX + self.value
 
 
 # The one list of event types the rest (the ``clues`` command included) derives from, in

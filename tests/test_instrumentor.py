@@ -145,6 +145,39 @@ def test_an_exception_inside_clues_is_caught_logged_once_and_jobs_are_unaffected
     assert all("clues bug" in r.getMessage() for r in clues_errors)
 
 
+def test_a_failing_log_record_costs_neither_the_span_event_nor_the_job(redis_conn, captured, instrumented, monkeypatch):
+    """The span event and the log record of one event are guarded apart (errors.swallow)."""
+    from opentelemetry.sdk._logs import Logger as SdkLogger
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("log pipeline bug")
+
+    monkeypatch.setattr(SdkLogger, "emit", broken)
+    queue = Queue("default", connection=redis_conn)
+    job = queue.enqueue(jobs.add, 2, 3)
+    SimpleWorker([queue], connection=redis_conn).work(burst=True)
+
+    assert job.get_status(refresh=True) == "finished" and job.return_value() == 5
+    events = {span.name: [event.name for event in span.events] for span in captured.finished_spans()}
+    assert events == {
+        "send default": ["enqueued"],
+        "process default": ["dequeued", "perform_started", "perform_finished"],
+    }
+    assert CluesInstrumentor.error_counts() == {f"{Place.LOG_RECORD.value}:RuntimeError": 4}
+
+
+def test_swallow_reports_clues_failures_and_lets_rq_control_flow_through(instrumented):
+    """errors.swallow (the hot paths' except clause) keeps rq's timeouts going, as guarded does."""
+    from rq.timeouts import JobTimeoutException
+
+    from opentelemetry_instrumentation_clues.runtime.safety import errors
+
+    with pytest.raises(JobTimeoutException):
+        errors.swallow(Place.LOG_RECORD, JobTimeoutException("the job's time is up"))
+    errors.swallow(Place.LOG_RECORD, RuntimeError("a bug of ours"))
+    assert CluesInstrumentor.error_counts() == {f"{Place.LOG_RECORD.value}:RuntimeError": 1}
+
+
 def test_invalid_propagation_setting_is_a_clear_error():
     with pytest.raises(ValueError, match="propagation must be one of link, child, none"):
         CluesInstrumentor().instrument(propagation="sideways")

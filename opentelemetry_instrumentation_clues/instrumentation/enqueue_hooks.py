@@ -33,6 +33,7 @@ from opentelemetry_instrumentation_clues.instrumentation import job_context
 from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues, facts_for
 from opentelemetry_instrumentation_clues.instrumentation.job_trace import (
     carrier_for,
+    describe,
     new_event_hash,
     start_continued,
     start_first_send,
@@ -239,9 +240,8 @@ class EnqueueHooks:
         job_context.write(job, clues)
         # The log record and the metrics need the facts whether or not the span is sampled.
         facts = facts_for(job, queue.name, clues, self.config)
-        if span.is_recording():
-            with guarded(Place.ENQUEUE_BEGIN, "span attributes"):
-                span.set_attributes(facts.base_attributes)
+        with guarded(Place.ENQUEUE_BEGIN, "span attributes"):
+            describe(span, facts)
         return _Send(span, facts, event_type)
 
     def _begin_cancel(self, job: Any) -> _Send:
@@ -261,9 +261,8 @@ class EnqueueHooks:
         if clues is None:  # enqueued without clues: its story is this one event
             clues = JobClues(event_hash=new_event_hash(span))
         facts = facts_for(job, queue_name, clues, self.config)
-        if span.is_recording():
-            with guarded(Place.CANCEL_BEGIN, "span attributes"):
-                span.set_attributes(facts.base_attributes)
+        with guarded(Place.CANCEL_BEGIN, "span attributes"):
+            describe(span, facts)
         return _Send(span, facts, EventType.CANCELED)
 
     def _finish(self, send: _Send, job: Any) -> None:

@@ -19,6 +19,7 @@ from opentelemetry.util.types import AttributeValue
 
 from opentelemetry_instrumentation_clues.config import Propagation
 from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues
+from opentelemetry_instrumentation_clues.telemetry.facts import JobFacts
 
 
 def new_event_hash(span: Span | None = None) -> str:
@@ -97,3 +98,9 @@ def carrier_for(span: Span, mode: Propagation) -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=trace.set_span_in_context(span, Context()))
     return carrier
+
+
+def describe(span: Span, facts: JobFacts) -> None:
+    """Give a recording span the job's attributes it did not get at its start."""
+    if span.is_recording():
+        span.set_attributes(facts.span_attributes)

@@ -22,7 +22,12 @@ from opentelemetry_instrumentation_clues.event_types import EventType
 from opentelemetry_instrumentation_clues.instrumentation import job_context, spawn_handoff
 from opentelemetry_instrumentation_clues.instrumentation.attempts import Attempt, Outcome
 from opentelemetry_instrumentation_clues.instrumentation.job_context import JobClues, facts_for
-from opentelemetry_instrumentation_clues.instrumentation.job_trace import carrier_for, new_event_hash, start_continued
+from opentelemetry_instrumentation_clues.instrumentation.job_trace import (
+    carrier_for,
+    describe,
+    new_event_hash,
+    start_continued,
+)
 from opentelemetry_instrumentation_clues.instrumentation.rq_compat import as_epoch_ns
 from opentelemetry_instrumentation_clues.telemetry.attributes import WILL_RETRY, start_attributes
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
@@ -38,26 +43,29 @@ class Lifecycle:
     def begin(self, job: Any, queue_name: str, dequeued_ns: int | None) -> Attempt:
         """A new attempt and its ``process`` span, under the job's stored context."""
         mode = self.config.propagation
+        start_ns = dequeued_ns or time.time_ns()
+        attributes = _start_attributes(job, queue_name)
         clues = job_context.read(job)
-        span = start_continued(
-            self.telemetry.tracer,
-            f"process {queue_name}",
-            SpanKind.CONSUMER,
-            clues,
-            mode,
-            _start_attributes(job, queue_name),
-            dequeued_ns or time.time_ns(),
-        )
-        if clues is None:
-            # Enqueued without clues: the job gets its event_hash here. It is kept in
+        if clues is not None:
+            # The usual case: the facts are known before the span starts, so it starts with
+            # all its attributes (one pass through the SDK's attribute checks, not two).
+            clues.attempt += 1
+            facts = facts_for(job, queue_name, clues, self.config)
+            attributes.update(facts.span_attributes)
+            span = start_continued(
+                self.telemetry.tracer, f"process {queue_name}", SpanKind.CONSUMER, clues, mode, attributes, start_ns
+            )
+        else:
+            # Enqueued without clues: the job's event_hash is its new trace's id. It is kept in
             # memory only, and saved if rq saves the job again (a retry, say).
-            clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode))
-        clues.attempt += 1
+            span = start_continued(
+                self.telemetry.tracer, f"process {queue_name}", SpanKind.CONSUMER, None, mode, attributes, start_ns
+            )
+            clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode), attempt=1)
+            facts = facts_for(job, queue_name, clues, self.config)
+            describe(span, facts)
         job_context.write(job, clues)
-        facts = facts_for(job, queue_name, clues, self.config)
-        if span.is_recording():
-            span.set_attributes(facts.base_attributes)
-        return Attempt(job_id=str(job.id), facts=facts, span=span, dequeued_ns=dequeued_ns)
+        return Attempt(job_id=facts.job_id, facts=facts, span=span, dequeued_ns=dequeued_ns)
 
     def begin_spawned(self, job: Any, queue_name: str, handoff: spawn_handoff.Handoff) -> Attempt:
         """In a SpawnWorker's horse (a fresh interpreter): a ``perform`` span under the worker's."""
@@ -69,9 +77,8 @@ class Lifecycle:
         clues.event_hash, clues.attempt = handoff.event_hash, handoff.attempt
         job_context.write(job, clues)
         facts = facts_for(job, queue_name, clues, self.config)
-        if span.is_recording():
-            span.set_attributes(facts.base_attributes)
-        return Attempt(job_id=str(job.id), facts=facts, span=span, spawned=True)
+        describe(span, facts)
+        return Attempt(job_id=facts.job_id, facts=facts, span=span, spawned=True)
 
     # Transitions -------------------------------------------------------------------
     def dequeued(self, attempt: Attempt, job: Any) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import Logger, SeverityNumber
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, Status, StatusCode, TraceFlags, Tracer
 from opentelemetry.util.types import AttributeValue
 
-from opentelemetry_instrumentation_clues.event_types import EventType
-from opentelemetry_instrumentation_clues.runtime.safety import Place, guarded
+from opentelemetry_instrumentation_clues.event_types import EVENT_NAME_PREFIX, EventType
+from opentelemetry_instrumentation_clues.runtime.safety import Place, errors, guarded
 from opentelemetry_instrumentation_clues.telemetry.attributes import ERROR_TYPE, OPERATION_NAME
 from opentelemetry_instrumentation_clues.telemetry.facts import Failure, JobFacts
 from opentelemetry_instrumentation_clues.telemetry.metrics import (
@@ -35,6 +35,8 @@ from opentelemetry_instrumentation_clues.telemetry.metrics import (
 )
 
 Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
+_SEVERITY = {severity.value: severity for severity in SeverityNumber}
+_INFO, _ERROR = SeverityNumber.INFO.value, SeverityNumber.ERROR.value
 
 
 class Telemetry:
@@ -47,6 +49,18 @@ class Telemetry:
         self.span_events = span_events  # False: log records only (OTEP 4430 deprecates span events)
         self._horse_pid: int | None = None
         self._forward: Forward | None = None
+        self._last_context: tuple[Span, Context, Context] | None = None
+
+    def context_of(self, span: Span) -> Context:
+        """The current context with ``span`` in it; made once for consecutive calls with one
+        span in one current context (an attempt's events and metrics: five per job)."""
+        current = get_current()
+        last = self._last_context
+        if last is not None and last[0] is span and last[1] is current:
+            return last[2]
+        context = trace.set_span_in_context(span, current)
+        self._last_context = (span, current, context)
+        return context
 
     # In a forked work horse ------------------------------------------------------
     def forward_from_horse(self, forward: Forward | None) -> None:
@@ -62,11 +76,13 @@ class Telemetry:
     def _record(
         self, name: str, value: float, attributes: dict[str, AttributeValue], context: Context | None = None
     ) -> None:
-        with guarded(Place.METRIC):
+        try:
             forward = self._forwarding()
             if forward is not None and forward({"t": "m", "n": name, "v": value, "a": attributes}):
                 return
             self.metrics.record(name, value, attributes, context)
+        except Exception as exc:  # not `guarded`: this runs several times per job
+            errors.swallow(Place.METRIC, exc)
 
     def record_forwarded(self, report: dict[str, Any]) -> None:
         """In the worker: a measurement a horse forwarded."""
@@ -81,7 +97,7 @@ class Telemetry:
         self._record(SENT, 1, attributes)
 
     def record_time_in_queue(self, facts: JobFacts, seconds: float, span: Span) -> None:
-        context = trace.set_span_in_context(span)
+        context = self.context_of(span)
         self._record(TIME_IN_QUEUE, max(0.0, seconds), facts.metric_attributes, context)
 
     def record_attempt_end(
@@ -90,7 +106,7 @@ class Telemetry:
         attributes = {**facts.metric_attributes, OPERATION_NAME: "process", OUTCOME: outcome}
         if failure is not None:
             attributes[ERROR_TYPE] = failure.type
-        context = trace.set_span_in_context(span)  # exemplars lead to the job's trace
+        context = self.context_of(span)  # exemplars lead to the job's trace
         self._record(CONSUMED, 1, attributes, context)
         if time_to_perform is not None:
             self._record(PROCESS_DURATION, max(0.0, time_to_perform), attributes, context)
@@ -117,26 +133,32 @@ class Telemetry:
             failure=failure,
             extra=extra,
         )
+        name = event_type._value_  # the plain str: Enum's .value is a descriptor call, several per event
+        # try/except rather than `guarded` on this hottest path (see errors.swallow); the span
+        # event and the log record stay apart, so that one failing never costs the other.
         if self.span_events and span.is_recording():
-            with guarded(Place.SPAN_EVENT, event_type.value):
+            try:
                 # The span already holds the job's attributes: the event adds only its own.
-                span.add_event(event_type.value, own, timestamp=timestamp_ns)
-        with guarded(Place.LOG_RECORD, event_type.value):
-            failed = event_type is EventType.FAILED
+                span.add_event(name, own, timestamp=timestamp_ns)
+            except Exception as exc:
+                errors.swallow(Place.SPAN_EVENT, exc, name)
+        try:
             record = {
                 "ts": timestamp_ns,
-                "sev": (SeverityNumber.ERROR if failed else SeverityNumber.INFO).value,
-                "body": f"rq job {facts.job_id} {event_type.value} ({facts.worker_class} on {facts.queue})",
+                "sev": _ERROR if event_type is EventType.FAILED else _INFO,
+                "body": f"rq job {facts.job_id} {name} ({facts.worker_class} on {facts.queue})",
                 "attrs": {**facts.base_attributes, **own},
-                "ev": event_type.event_name,
+                "ev": EVENT_NAME_PREFIX + name,
             }
-            forward = self._forwarding()
-            if forward is not None:
+            forward = self._forward
+            if forward is not None and self._horse_pid == os.getpid():  # a reporting horse
                 context = span.get_span_context()
                 record.update(t="log", tid=context.trace_id, sid=context.span_id, fl=int(context.trace_flags))
                 if forward(record):
                     return
             self._emit(record, span)
+        except Exception as exc:
+            errors.swallow(Place.LOG_RECORD, exc, name)
 
     def emit_forwarded(self, record: dict[str, Any]) -> None:
         """In the worker: a log record a horse forwarded, in the span context it was made in."""
@@ -145,11 +167,11 @@ class Telemetry:
         self._emit(record, NonRecordingSpan(context))
 
     def _emit(self, record: dict[str, Any], span: Span) -> None:
-        severity = SeverityNumber(record["sev"])
+        severity = _SEVERITY[record["sev"]]
         self.logger.emit(
             timestamp=record["ts"],
             observed_timestamp=time.time_ns(),
-            context=trace.set_span_in_context(span),
+            context=self.context_of(span),
             severity_number=severity,
             severity_text=severity.name,
             body=record["body"],

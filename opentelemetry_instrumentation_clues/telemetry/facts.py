@@ -117,6 +117,9 @@ class JobFacts:
     attempt: int
     base_attributes: dict[str, AttributeValue]
     metric_attributes: dict[str, AttributeValue]  # bounded cardinality: no ids, hashes or args
+    # base_attributes less those a span of the job already got at its start (start_attributes):
+    # what a recording span is given after it started, so no attribute is set twice.
+    span_attributes: dict[str, AttributeValue]
     value_limit: int = CluesConfig.max_value_length  # exception.message, like every user-supplied value
     stacktrace_limit: int = CluesConfig.max_stacktrace_length
 
@@ -138,32 +141,38 @@ class JobFacts:
         """
         limit, arguments = settings.max_value_length, settings.arguments
         worker_class = _func_name(job)
-        attributes: dict[str, AttributeValue] = {
+        job_id = str(job.id)
+        span_attributes: dict[str, AttributeValue] = {
             EVENT_HASH: event_hash,
-            MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
-            QUEUE: queue_name,
-            JOB_ID: str(job.id),
             WORKER_CLASS: worker_class,
             ATTEMPT: attempt,
         }
         if settings.capture_args:
             args, kwargs = _job_arguments(job)
             args, kwargs = arguments.sanitized(worker_class, args, kwargs)
-            attributes[ARGS], attributes[KWARGS] = render_arguments(args, kwargs, limit, arguments)
-        attributes.update(metadata_attributes(metadata, limit))
+            span_attributes[ARGS], span_attributes[KWARGS] = render_arguments(args, kwargs, limit, arguments)
+        if metadata:
+            span_attributes.update(metadata_attributes(metadata, limit))
+        attributes: dict[str, AttributeValue] = {
+            MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
+            QUEUE: queue_name,
+            JOB_ID: job_id,
+            **span_attributes,
+        }
         metric_attributes: dict[str, AttributeValue] = {
             MESSAGING_SYSTEM: MESSAGING_SYSTEM_VALUE,
             QUEUE: queue_name,
             WORKER_CLASS: worker_class,
         }
         return cls(
-            str(job.id),
+            job_id,
             queue_name,
             worker_class,
             event_hash,
             attempt,
             attributes,
             metric_attributes,
+            span_attributes,
             value_limit=limit,
             stacktrace_limit=settings.max_stacktrace_length,
         )
@@ -182,7 +191,7 @@ class JobFacts:
 
         The span event carries only these (its span has the job's); the log record
         carries both (``{**base_attributes, **own}``)."""
-        attributes: dict[str, AttributeValue] = {EVENT_TYPE: event_type.value}
+        attributes: dict[str, AttributeValue] = {EVENT_TYPE: event_type._value_}
         attributes[HOSTNAME] = _hostname
         attributes[PROCESS] = os.getpid() if pid is None else pid
         if time_in_queue is not None:

@@ -91,6 +91,9 @@ def bounded_json(value: Any, limit: int, redactor: Redactor | None = None, descr
 
     ``describe`` spells objects that have no JSON form; by default their type name, so
     no user code (``__repr__``, a subclass's ``items()``) runs on the caller's thread."""
+    kind = type(value)  # exact builtins only below: a subclass's __len__ is user code
+    if (kind is dict or kind is list or kind is tuple) and not value:
+        return "{}" if kind is dict else "[]"  # no kwargs, or no args: most jobs
     whole_size = 0  # JSON length of the whole value, when json could encode it
     if _plain_size(value, limit) >= 0:  # exact builtin types only, and small enough to encode whole
         try:
