@@ -1,0 +1,146 @@
+"""Where a forking rq Worker's time goes per job, with and without clues (issue 14).
+
+    python benchmarks/fork_anatomy.py [--rounds 5] [--jobs 150] [--variants plain-rq,sdk-only,clues-drop,...]
+
+The forking Worker's throughput is set by the worker and its horse taking turns, so
+this splits a job's cost between them. Per variant (``benchmarks/variants.py``; each
+round runs every variant in a fresh process, in rotating order, so drift on a shared
+machine hits them alike) it prints medians over rounds of, per job:
+
+- wall time of ``Worker.work`` and its ratio to plain rq in the same round;
+- CPU of the worker process (all its threads: batch exporters included) and of its horses;
+- a horse's CPU by the end of the fork handlers, before rq's code runs in it: what the
+  after-fork hooks of the SDK (new batch threads, resource re-detection) and of clues cost;
+- minor page faults in the worker and in its horses: after a fork every page the worker or
+  the horse writes is copied (copy-on-write) or re-mapped, and in Python reading an object
+  writes its reference count, so any per-job Python work in either process pays per page.
+
+A report, never a test. Redis: a leased database, as the tests lease theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FIELDS = ("wall", "worker_cpu", "horse_cpu", "horse_cpu_at_fork_end", "worker_faults", "horse_faults")
+
+
+def measure(variant: str, url: str, jobs: int, endpoint: str) -> dict[str, float]:
+    """In a fresh process: one variant's worker over ``jobs`` jobs, per-job figures."""
+    import redis
+    from rq import Queue, Worker
+
+    from benchmarks import variants
+
+    variants.VARIANTS[variant]({"otlp_endpoint": endpoint, "log_path": os.devnull})
+    conn = redis.Redis.from_url(url)
+    queue = Queue("fork-anatomy", connection=conn)
+    variants.enqueue(queue, 10)
+    Worker([queue], connection=conn).work(burst=True, logging_level=variants.LOGGING_LEVEL)  # warm-up
+
+    # Each horse writes its CPU at the end of the fork handlers (registered last, so it runs
+    # after the SDK's and clues') into its own file; read back after the run.
+    marks = tempfile.mkdtemp(prefix="fork-anatomy-")
+    os.register_at_fork(after_in_child=lambda: _mark(marks))
+
+    variants.enqueue(queue, jobs)
+    variants.flush_telemetry()
+    before_self, before_children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    started = time.perf_counter()
+    Worker([queue], connection=conn).work(burst=True, logging_level=variants.LOGGING_LEVEL)
+    variants.flush_telemetry()
+    wall = time.perf_counter() - started
+    after_self, after_children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    conn.flushdb()
+
+    at_fork_end = [float(Path(marks, name).read_text()) for name in os.listdir(marks)]
+    return {
+        "wall": wall / jobs * 1e6,
+        "worker_cpu": _cpu(before_self, after_self) / jobs * 1e6,
+        "horse_cpu": _cpu(before_children, after_children) / jobs * 1e6,
+        "horse_cpu_at_fork_end": statistics.median(at_fork_end) * 1e6 if at_fork_end else float("nan"),
+        "worker_faults": (after_self.ru_minflt - before_self.ru_minflt) / jobs,
+        "horse_faults": (after_children.ru_minflt - before_children.ru_minflt) / jobs,
+    }
+
+
+def _mark(directory: str) -> None:
+    Path(directory, str(os.getpid())).write_text(repr(time.process_time()))
+
+
+def _cpu(before: Any, after: Any) -> float:
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=150)
+    parser.add_argument("--variants", default="plain-rq,sdk-only,clues-drop")
+    parser.add_argument("--child", nargs=4, metavar=("VARIANT", "URL", "JOBS", "OTLP"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        variant, url, jobs, endpoint = options.child
+        print(json.dumps(measure(variant, url, int(jobs), endpoint)))
+        return 0
+
+    from benchmarks.throughput import otlp_sink
+    from tests.conftest import _leased_database
+
+    names = options.variants.split(",")
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    started = time.monotonic()
+    with _leased_database() as url, otlp_sink() as endpoint:  # for the *-otlp-http variants
+        for round_number in range(options.rounds):
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                child = [sys.executable, __file__, "--child", name, url, str(options.jobs), endpoint]
+                out = subprocess.run(child, capture_output=True, text=True, check=True)
+                results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    import rq
+
+    print(f"# python benchmarks/fork_anatomy.py --rounds {options.rounds} --jobs {options.jobs}")
+    print(
+        f"# nproc {os.cpu_count()}, Python {platform.python_version()}, rq {rq.__version__}; "
+        f"medians over rounds, per job; {time.monotonic() - started:.0f}s"
+    )
+    header = ("variant", "ratio", "wall us", "worker cpu", "horse cpu", "horse cpu by end of fork hooks")
+    print(f"{header[0]:<28} {header[1]:>6} {header[2]:>8} {header[3]:>11} {header[4]:>10}  {header[5]}")
+    baseline = results[names[0]]
+    for name in names:
+        rows = results[name]
+        ratio = statistics.median(b["wall"] / r["wall"] for b, r in zip(baseline, rows, strict=True))
+        med = {field: statistics.median(row[field] for row in rows) for field in FIELDS}
+        print(
+            f"{name:<28} {ratio:>6.2f} {med['wall']:>8.0f} {med['worker_cpu']:>11.0f} {med['horse_cpu']:>10.0f}"
+            f"  {med['horse_cpu_at_fork_end']:>8.0f}"
+        )
+    print(f"\n{'variant':<28} {'minor faults/job: worker':>24} {'horse':>8}")
+    for name in names:
+        rows = results[name]
+        worker = statistics.median(row["worker_faults"] for row in rows)
+        horse = statistics.median(row["horse_faults"] for row in rows)
+        print(f"{name:<28} {worker:>24.0f} {horse:>8.0f}")
+    print(f"\nratio: plain rq's wall time per job / the variant's, in the same round ({names[0]} = 1)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
