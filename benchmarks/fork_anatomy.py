@@ -15,12 +15,13 @@ machine hits them alike) it prints medians over rounds of, per job:
   the horse writes is copied (copy-on-write) or re-mapped, and in Python reading an object
   writes its reference count, so any per-job Python work in either process pays per page.
 
-A report, never a test. Redis: a leased database, as the tests lease theirs.
+A report, never a test. Redis: a leased database, as the tests lease theirs, or ``--redis-url``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -93,6 +94,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=150)
     parser.add_argument("--variants", default="plain-rq,sdk-only,clues-drop")
+    parser.add_argument("--redis-url", help="a database to use and flush (default: one leased as the tests lease)")
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "URL", "JOBS", "OTLP"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -106,7 +108,8 @@ def main() -> int:
     names = options.variants.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     started = time.monotonic()
-    with _leased_database() as url, otlp_sink() as endpoint:  # for the *-otlp-http variants
+    database = contextlib.nullcontext(options.redis_url) if options.redis_url else _leased_database()
+    with database as url, otlp_sink() as endpoint:  # the sink for the *-otlp-http variants
         for round_number in range(options.rounds):
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
