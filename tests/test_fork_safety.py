@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -21,7 +23,10 @@ from opentelemetry_instrumentation_clues.runtime.flush import flush_all
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
 
 
-def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
+def _what_a_forked_child_sees(look: Callable[[Any, Any], str]) -> tuple[str, Any, Any]:
+    """Fork a process watched by fork_safety; ``look(owner, parent_session)`` runs in the child.
+
+    Returns its report, the exporter's session owner and the parent's session."""
     exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", headers={"x-team": "jobs"})
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -32,10 +37,7 @@ def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: report what it sees, then leave without running atexit
-            session = owner._session
-            same = session is parent_session
-            settings_kept = session.headers == parent_session.headers and session.verify == parent_session.verify
-            os.write(write_end, f"{same}|{settings_kept}".encode())
+            os.write(write_end, look(owner, parent_session).encode())
             os._exit(0)
         os.close(write_end)
         report = os.read(read_end, 100).decode()
@@ -43,6 +45,17 @@ def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
     finally:
         fork_safety.watch([])
         provider.shutdown()
+    return report, owner, parent_session
+
+
+def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
+    def look(owner: Any, parent_session: Any) -> str:
+        session = owner._session
+        same = session is parent_session
+        settings_kept = session.headers == parent_session.headers and session.verify == parent_session.verify
+        return f"{same}|{settings_kept}"
+
+    report, owner, parent_session = _what_a_forked_child_sees(look)
     assert report == "False|True"
     assert owner._session is parent_session  # the parent keeps its own
 
@@ -50,27 +63,14 @@ def test_forked_child_gets_a_fresh_http_session_with_the_same_headers():
 def test_a_child_makes_its_fresh_session_only_when_it_first_uses_it():
     """Most horses never export (clues' telemetry goes to the worker): making a requests
     session in every one would cost about a millisecond per job for nothing."""
-    exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces")
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    owner = next(fork_safety._session_owners(provider))
-    parent_session = owner._session
-    fork_safety.watch([lambda: provider])
-    try:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            before = type(owner._session).__name__
-            verify = owner._session.verify  # the first use
-            after = type(owner._session) is type(parent_session) and owner._session is not parent_session
-            os.write(write_end, f"{before}|{verify}|{after}".encode())
-            os._exit(0)
-        os.close(write_end)
-        report = os.read(read_end, 100).decode()
-        os.waitpid(pid, 0)
-    finally:
-        fork_safety.watch([])
-        provider.shutdown()
+
+    def look(owner: Any, parent_session: Any) -> str:
+        before = type(owner._session).__name__
+        verify = owner._session.verify  # the first use
+        after = type(owner._session) is type(parent_session) and owner._session is not parent_session
+        return f"{before}|{verify}|{after}"
+
+    report, _, parent_session = _what_a_forked_child_sees(look)
     assert report == f"_FreshSessionOnFirstUse|{parent_session.verify}|True"
 
 
