@@ -150,8 +150,8 @@ class Telemetry:
                 "attrs": {**facts.base_attributes, **own},
                 "ev": EVENT_NAME_PREFIX + name,
             }
-            forward = self._forward
-            if forward is not None and self._horse_pid == os.getpid():  # a reporting horse
+            forward = self._forwarding()
+            if forward is not None:
                 context = span.get_span_context()
                 record.update(t="log", tid=context.trace_id, sid=context.span_id, fl=int(context.trace_flags))
                 if forward(record):
