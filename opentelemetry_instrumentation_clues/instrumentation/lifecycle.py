@@ -52,15 +52,12 @@ class Lifecycle:
             clues.attempt += 1
             facts = facts_for(job, queue_name, clues, self.config)
             attributes.update(facts.span_attributes)
-            span = start_continued(
-                self.telemetry.tracer, f"process {queue_name}", SpanKind.CONSUMER, clues, mode, attributes, start_ns
-            )
-        else:
+        span = start_continued(
+            self.telemetry.tracer, f"process {queue_name}", SpanKind.CONSUMER, clues, mode, attributes, start_ns
+        )
+        if clues is None:
             # Enqueued without clues: the job's event_hash is its new trace's id. It is kept in
             # memory only, and saved if rq saves the job again (a retry, say).
-            span = start_continued(
-                self.telemetry.tracer, f"process {queue_name}", SpanKind.CONSUMER, None, mode, attributes, start_ns
-            )
             clues = JobClues(event_hash=new_event_hash(span), carrier=carrier_for(span, mode), attempt=1)
             facts = facts_for(job, queue_name, clues, self.config)
             describe(span, facts)
