@@ -30,10 +30,10 @@ def _what_a_forked_child_sees(look: Callable[[Any, Any], str]) -> tuple[str, Any
     exporter = OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", headers={"x-team": "jobs"})
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    owner = next(fork_safety._session_owners(provider))
-    parent_session = owner._session
     fork_safety.watch([lambda: provider])
     try:
+        (owner,) = fork_safety._exporters.current().session_owners
+        parent_session = owner._session
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: report what it sees, then leave without running atexit

@@ -186,10 +186,6 @@ def _reset_sessions_in_child() -> None:
                 owner._session = _FreshSessionOnFirstUse(owner, owner._session)
 
 
-def _session_owners(root: Any) -> Iterator[Any]:
-    return (node for node in _reachable(root) if _is_requests_session(getattr(node, "_session", None)))
-
-
 def _reachable(root: Any, depth: int = 7) -> Iterator[Any]:
     """The objects a provider leads to, down to its exporters and their transports."""
     seen: set[int] = set()
