@@ -15,7 +15,8 @@ machine hits them alike) it prints medians over rounds of, per job:
   the horse writes is copied (copy-on-write) or re-mapped, and in Python reading an object
   writes its reference count, so any per-job Python work in either process pays per page.
 
-A report, never a test. Redis: a leased database, as the tests lease theirs, or ``--redis-url``.
+A report, never a test. Redis: a leased database, as the tests lease theirs, or
+``--redis-url`` and ``--db`` as the other scripts take them.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=150)
     parser.add_argument("--variants", default="plain-rq,sdk-only,clues-drop")
-    parser.add_argument("--redis-url", help="a database to use and flush (default: one leased as the tests lease)")
+    parser.add_argument("--redis-url", help="a server to use (default: a database leased as the tests lease theirs)")
+    parser.add_argument("--db", type=int, help="with --redis-url: the db to use and flush (default: the URL's)")
     parser.add_argument("--child", nargs=4, metavar=("VARIANT", "URL", "JOBS", "OTLP"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -102,13 +104,17 @@ def main() -> int:
         print(json.dumps(measure(variant, url, int(jobs), endpoint)))
         return 0
 
-    from benchmarks.throughput import otlp_sink
+    from benchmarks.throughput import otlp_sink, with_db
     from tests.conftest import _leased_database
 
     names = options.variants.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     started = time.monotonic()
-    database = contextlib.nullcontext(options.redis_url) if options.redis_url else _leased_database()
+    if options.redis_url:
+        given = options.redis_url if options.db is None else with_db(options.redis_url, options.db)
+        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(given)
+    else:
+        database = _leased_database()
     with database as url, otlp_sink() as endpoint:  # the sink for the *-otlp-http variants
         for round_number in range(options.rounds):
             shift = round_number % len(names)

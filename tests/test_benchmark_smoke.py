@@ -90,17 +90,9 @@ def test_sdk_floor_prints_the_budgets_and_the_best_possible_ratios(redis_url):
 
 @pytest.mark.timeout(180)
 def test_fork_anatomy_prints_a_row_per_variant(redis_url):
-    command = [sys.executable, "benchmarks/fork_anatomy.py", "--redis-url", redis_url, "--rounds", "1", "--jobs", "5"]
-    done = subprocess.run(
-        [*command, "--variants", "plain-rq,clues-drop"],
-        cwd=REPO_ROOT,
-        env=env_with({}),
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(("plain-rq ", "clues-drop "))]
+    options = ["--rounds", "1", "--jobs", "5", "--variants", "plain-rq,clues-drop"]
+    stdout = run_benchmark("fork_anatomy.py", redis_url, *options, timeout=170)
+    rows = [line.split() for line in stdout.splitlines() if line.startswith(("plain-rq ", "clues-drop "))]
     assert [row[0] for row in rows] == ["plain-rq", "clues-drop"] * 2  # the timing table, then the faults
     assert rows[0][1] == "1.00"  # plain rq against itself
     assert all(float(value) > 0 for row in rows[:2] for value in row[2:])  # wall, CPU, horse CPU by fork end
