@@ -29,6 +29,21 @@ def pid() -> int:
     return os.getpid()
 
 
+def worker_children() -> list[str]:
+    """The names (``comm``) of the living children of the worker that forked this horse."""
+    worker, names = os.getppid(), []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                head, tail = stat.read().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue  # not a process, or gone
+        state, parent = tail.split()[:2]
+        if state != "Z" and int(parent) == worker:
+            names.append(head.split("(", 1)[1])
+    return sorted(names)
+
+
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds

@@ -6,7 +6,11 @@ import subprocess
 from collections import defaultdict
 
 import pytest
+import redis
+from rq import Queue
+from rq.job import Job
 
+from opentelemetry_instrumentation_clues.runtime import grpc_relay
 from tests.otlp_receiver import Received, otlp_receiver
 from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run
 
@@ -141,8 +145,17 @@ def test_a_job_with_spans_of_its_own_still_gets_them_exported_from_its_horse(red
 
 
 @pytest.mark.parametrize("fork_support", ["", "false"], ids=["grpc-fork-handlers-on", "off"])
-def test_a_forking_worker_exporting_over_grpc_says_how_to_keep_its_horses_safe(redis_url, fork_support):
+def test_a_forking_worker_exporting_over_grpc_relays_its_rpcs_while_grpc_handles_forks(redis_url, fork_support):
+    """With gRPC's fork handlers on (as installed) the worker makes its RPCs in a relay process,
+    so no horse is forked inside one (runtime/grpc_relay.py); with them off it exports in-process."""
+    queue = Queue("grpc-relay", connection=redis.Redis.from_url(redis_url))
     with otlp_receiver("grpc") as receiver:
-        worker = run_jobs(receiver, redis_url, "tests.jobs.add", 1, "1", "1", GRPC_ENABLE_FORK_SUPPORT=fork_support)
-    warned = worker.stderr.count("Set GRPC_ENABLE_FORK_SUPPORT=false for rq workers")
-    assert warned == (1 if fork_support == "" else 0), worker.stderr
+        env = {"GRPC_ENABLE_FORK_SUPPORT": fork_support} if fork_support else {}
+        worker = run_jobs(receiver, redis_url, "tests.jobs.worker_children", 1, queue=queue.name, **env)
+        received = receiver.wait_for(lambda r: len(r.logs) >= 4 and len(r.spans) >= 2)
+    (job_id,) = queue.finished_job_registry.get_job_ids()
+    children = Job.fetch(job_id, connection=queue.connection).return_value()
+    assert children.count(grpc_relay.PROCESS_NAME) == (1 if fork_support == "" else 0), children
+    assert len(events_by_hash(received)) == 1  # the worker's records arrived, through the relay or not
+    assert "GRPC_ENABLE_FORK_SUPPORT" not in worker.stderr  # no warning: nothing left to warn about
+    assert "skipping fork() handlers" not in worker.stderr

@@ -41,9 +41,9 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
     worker_forks,
     worker_is_horse,
 )
-from opentelemetry_instrumentation_clues.runtime import worker_environ
+from opentelemetry_instrumentation_clues.runtime import grpc_relay, worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget, flush_all, holds_telemetry
-from opentelemetry_instrumentation_clues.runtime.fork_safety import grpc_fork_hazard
+from opentelemetry_instrumentation_clues.runtime.fork_safety import GrpcExports, grpc_exports
 from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, errors, guarded
 from opentelemetry_instrumentation_clues.telemetry.emitter import Telemetry
 from opentelemetry_instrumentation_clues.telemetry.facts import Failure
@@ -51,11 +51,17 @@ from opentelemetry_instrumentation_clues.telemetry.metrics import silence_inheri
 
 _logger = logging.getLogger("opentelemetry_instrumentation_clues")
 GRPC_FORK_WARNING = (
-    "clues: this forking rq worker exports over OTLP/gRPC with gRPC's fork handlers on: while an export "
-    "is in flight (a slow or hung collector) a fork can crash the work horse before its job runs. "
+    "clues: this forking rq worker exports over OTLP/gRPC with gRPC's fork handlers on, through an "
+    "exporter too old for clues to move its calls out of the forking process: while an export is in "
+    "flight (a slow or hung collector) a fork can crash the work horse before its job runs. "
     "Set GRPC_ENABLE_FORK_SUPPORT=false for rq workers (clues' own telemetry never leaves a horse; "
     "a horse flushes only spans its job made, within its flush budget), "
     "or export with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf."
+)
+GRPC_RELAY_NOTICE = (
+    "clues: this forking rq worker's OTLP/gRPC exports go through relay process %d, so that it never "
+    "forks a work horse inside an RPC (gRPC's fork handlers are on); "
+    "GRPC_ENABLE_FORK_SUPPORT=false makes the worker export in-process."
 )
 
 
@@ -76,7 +82,7 @@ class WorkerHooks:
         self.replay = ReportReplay(self.lifecycle, telemetry, self.flush_budget)
         self._reporter: HorseReporter | None = None  # in a forked horse that reports to its worker
         self._following = False  # the worker is inside wait_for_horse, reading reports
-        self._grpc_warned = False
+        self._grpc: GrpcExports | None = None  # found when a forking worker starts
 
     # wrapt wrappers -----------------------------------------------------------
     def dequeue(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
@@ -91,15 +97,24 @@ class WorkerHooks:
 
     def work(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """A worker that stops flushes: WorkerPool's workers end without running atexit."""
-        if worker_forks(worker) and not self._grpc_warned:
-            self._grpc_warned = True
+        if worker_forks(worker) and self._grpc is None:
             with guarded(Place.WORKER_EXPORTERS):
-                if grpc_fork_hazard([*self.providers, self.meter_provider]):
+                self._grpc = grpc_exports([*self.providers, self.meter_provider])
+                if self._grpc.unrelayable:
                     _logger.warning(GRPC_FORK_WARNING)
+                self._relay_grpc()
         try:
             return wrapped(*args, **kwargs)
         finally:
             flush_all([*self.providers, self.meter_provider], self.config.flush_timeout_millis)
+
+    def _relay_grpc(self) -> None:
+        """Start the gRPC relay unless it runs; an export in flight now defers it to the next fork."""
+        assert self._grpc is not None
+        if self._grpc.exporters and grpc_relay.active() is None:
+            relay = grpc_relay.ensure_started(self._grpc.exporters, self._grpc.export_locks)
+            if relay is not None:
+                _logger.info(GRPC_RELAY_NOTICE, relay.pid)
 
     def perform_job(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         job = arg(args, kwargs, 0, "job")
@@ -120,6 +135,8 @@ class WorkerHooks:
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """Open the channel the horse reports through (forking Worker only), and keep rq's
         per-job environment values out of the worker's C environment (see worker_environ)."""
+        if self._grpc is not None and self._grpc.exporters:
+            self._relay_grpc()
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is not None:

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry_instrumentation_clues.runtime import at_fork
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors, guarded
@@ -207,20 +207,32 @@ def _reachable(root: Any, depth: int = 7) -> Iterator[Any]:
 _GRPC_OFF = frozenset({"0", "false", "no", "off"})
 
 
-def grpc_fork_hazard(providers: list[Callable[[], Any]]) -> bool:
-    """Whether these providers export over gRPC while gRPC runs its fork handlers.
+class GrpcExports(NamedTuple):
+    """What gRPC's fork hazard concerns in a process (see grpc_relay)."""
+
+    exporters: list[Any]  # OTLP/gRPC exporters that can make a fresh channel of their own
+    export_locks: list[Any]  # held by their batch processors and metric readers while exporting
+    unrelayable: bool  # an OTLP/gRPC exporter from an SDK too old to remake its channel
+
+
+def grpc_exports(providers: list[Callable[[], Any]]) -> GrpcExports:
+    """The OTLP/gRPC exporters these providers lead to, while gRPC runs its fork handlers.
 
     Those handlers give up when a thread is inside a gRPC call at the moment of ``fork()``
     (an export to a slow or hung collector), and the child can then crash before the job
-    runs: a job lost to a segfault. ``GRPC_ENABLE_FORK_SUPPORT=false`` turns them off; gRPC
+    runs. ``GRPC_ENABLE_FORK_SUPPORT=false`` turns them off (nothing to find then); gRPC
     reads it when it starts, before clues is loaded, so only the environment can set it."""
     if os.environ.get("GRPC_ENABLE_FORK_SUPPORT", "").strip().lower() in _GRPC_OFF:
-        return False
-    for get_provider in providers:
-        for node in _reachable(get_provider()):
-            if type(node).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc"):
-                return True
-    return False
+        return GrpcExports([], [], unrelayable=False)
+    nodes = [node for get_provider in providers for node in _reachable(get_provider())]
+    grpc_nodes = [node for node in nodes if type(node).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")]
+    exporters = [node for node in grpc_nodes if callable(getattr(node, "_initialize_channel_and_stub", None))]
+    locks = [
+        node._export_lock
+        for node in nodes
+        if hasattr(node, "_export_lock") and any(getattr(node, "_exporter", None) is exporter for exporter in exporters)
+    ]
+    return GrpcExports(exporters, locks, unrelayable=len(exporters) < len(grpc_nodes))
 
 
 def _is_requests_session(candidate: Any) -> bool:

@@ -58,6 +58,7 @@ class Place(str, Enum):
     FORK_SET_ASIDE = "fork.set_aside"  # before a fork: setting the worker's unexported telemetry aside
     FORK_IMPORTS = "fork.imports"  # before a fork: waiting for other threads' imports
     FORK_RESET = "fork.reset"  # in a forked child: fresh exporter connections
+    GRPC_RELAY = "grpc.relay"  # the relay process a forking worker's OTLP/gRPC calls go through (grpc_relay.py)
     # Telemetry (telemetry/emitter.py); the message names the event type
     METRIC = "metric"  # recording or forwarding a measurement
     SPAN_EVENT = "span_event"  # adding a lifecycle event to a span
