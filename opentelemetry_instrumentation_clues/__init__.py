@@ -77,9 +77,11 @@ With the forking ``Worker``, the worker starts each attempt's ``process`` span
 before it forks; the work horse reports what happens (``perform_started``, the
 outcome, its measurements) over a pipe, and the worker publishes it: the horse
 exports nothing of clues', and a horse killed mid-job has already reported
-``perform_started``. For OTLP over gRPC, run workers with
-``GRPC_ENABLE_FORK_SUPPORT=false`` (gRPC's fork handlers can crash a horse forked
-while an export is in flight).
+``perform_started``. With OTLP over gRPC and gRPC's fork handlers on (the default),
+a forking worker makes its RPCs in one relay process, so it never forks a horse
+while an RPC is in flight (gRPC's handlers can crash such a child);
+``GRPC_ENABLE_FORK_SUPPORT=false`` turns the handlers off and the worker exports
+in-process.
 
 Nothing clues does can fail a job: its own errors are caught, counted and logged
 once per kind.
