@@ -50,6 +50,8 @@ VARIANTS = [
     ("sdk-floor", "reference: sdk-only plus exactly the SDK calls clues makes per enqueue and job, nothing of clues"),
     (TARGET_VARIANT, "clues, SDK batch processors, exporters that drop everything"),
     ("clues-otlp-http", "clues, SDK batch processors, OTLP/HTTP to a loopback sink"),
+    ("clues-otlp-grpc", "clues, OTLP/gRPC to a loopback sink, gRPC's fork handlers on: the forking worker relays"),
+    ("clues-otlp-grpc-in-process", "as clues-otlp-grpc with GRPC_ENABLE_FORK_SUPPORT=false: no relay"),
     ("clues-drop-no-span-events", "as clues-drop, with span_events=False (log records only)"),
     ("clues-legacy-log", "clues, instrument(event_publisher=LogPublisher(file)), no other OTel set-up"),
     ("otel-instrumentation-rq", "PyPI opentelemetry-instrumentation-rq, dropping exporters"),
@@ -107,6 +109,30 @@ def otlp_sink() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def otlp_grpc_sink() -> Iterator[str]:
+    """An OTLP/gRPC sink: every Export call is answered at once with an empty response."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    def answer(request: bytes, context: Any) -> bytes:
+        return b""  # an empty Export*ServiceResponse
+
+    export = {"Export": grpc.unary_unary_rpc_method_handler(answer)}
+    services = [
+        grpc.method_handlers_generic_handler(f"opentelemetry.proto.collector.{signal_name}.v1.{service}", export)
+        for signal_name, service in (("trace", "TraceService"), ("logs", "LogsService"), ("metrics", "MetricsService"))
+    ]
+    server = grpc.server(ThreadPoolExecutor(max_workers=4), handlers=services)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(None)
 
 
 # --- a private redis-server for exact command counts --------------------------------------
@@ -349,6 +375,7 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
             "jobs": opts.jobs,
             "fork_jobs": opts.fork_jobs,
             "otlp_endpoint": endpoint,
+            "otlp_grpc_endpoint": grpc_endpoint,
             "log_path": str(tmp / f"{name}-{phase}-{time.monotonic_ns()}.log"),
             **extra,
         }
@@ -361,7 +388,11 @@ def measure(opts: argparse.Namespace, say: Any) -> tuple[dict[str, Row], str]:
         return False
 
     try:
-        with otlp_sink() as endpoint, counting_redis(opts.redis_url, opts.count_on_shared) as (count_url, count_where):
+        with (
+            otlp_sink() as endpoint,
+            otlp_grpc_sink() as grpc_endpoint,
+            counting_redis(opts.redis_url, opts.count_on_shared) as (count_url, count_where),
+        ):
             if opts.private_redis:
                 if count_url == opts.redis_url:
                     raise SystemExit("--private-redis needs a redis-server binary (and not --count-on-shared)")

@@ -69,6 +69,13 @@ def _otlp_http_exporters(endpoint: str) -> tuple[Any, Any]:
     return OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"), OTLPLogExporter(endpoint=f"{endpoint}/v1/logs")
 
 
+def _otlp_grpc_exporters(endpoint: str) -> tuple[Any, Any]:
+    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(endpoint=endpoint, insecure=True), OTLPLogExporter(endpoint=endpoint, insecure=True)
+
+
 def _global_sdk_providers(span_exporter: Any, log_exporter: Any) -> None:
     """SDK providers with batch processors, set globally as ``opentelemetry-instrument`` does."""
     from opentelemetry import _logs, trace
@@ -148,6 +155,21 @@ def clues_otlp_http(spec: dict[str, Any]) -> Check | None:
     return None
 
 
+def clues_otlp_grpc(spec: dict[str, Any]) -> Check | None:
+    """OTLP/gRPC as installed (gRPC's fork handlers on): a forking worker relays its RPCs."""
+    from opentelemetry_instrumentation_clues import CluesInstrumentor
+
+    _global_sdk_providers(*_otlp_grpc_exporters(spec["otlp_grpc_endpoint"]))
+    CluesInstrumentor().instrument()
+    return None
+
+
+def clues_otlp_grpc_in_process(spec: dict[str, Any]) -> Check | None:
+    """OTLP/gRPC with gRPC's fork handlers off (read when gRPC starts, so set before): no relay."""
+    os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
+    return clues_otlp_grpc(spec)
+
+
 def clues_drop_no_span_events(spec: dict[str, Any]) -> Check | None:
     """clues-drop with span_events=False: lifecycle events as log records only (OTEP 4430)."""
     from opentelemetry_instrumentation_clues import CluesInstrumentor
@@ -197,6 +219,8 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "sdk-floor": sdk_floor,
     "clues-drop": clues_drop,
     "clues-otlp-http": clues_otlp_http,
+    "clues-otlp-grpc": clues_otlp_grpc,
+    "clues-otlp-grpc-in-process": clues_otlp_grpc_in_process,
     "clues-drop-no-span-events": clues_drop_no_span_events,
     "clues-legacy-log": clues_legacy_log,
     "otel-instrumentation-rq": otel_instrumentation_rq,

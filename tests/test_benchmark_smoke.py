@@ -16,6 +16,8 @@ ROWS = [
     "sdk-floor",
     "clues-drop",
     "clues-otlp-http",
+    "clues-otlp-grpc",
+    "clues-otlp-grpc-in-process",
     "clues-drop-no-span-events",
     "clues-legacy-log",
     "otel-instrumentation-rq",

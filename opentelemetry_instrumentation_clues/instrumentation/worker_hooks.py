@@ -41,7 +41,7 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
     worker_forks,
     worker_is_horse,
 )
-from opentelemetry_instrumentation_clues.runtime import grpc_relay, worker_environ
+from opentelemetry_instrumentation_clues.runtime import worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget, flush_all, holds_telemetry
 from opentelemetry_instrumentation_clues.runtime.fork_safety import GrpcExports, grpc_exports
 from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, errors, guarded
@@ -110,6 +110,8 @@ class WorkerHooks:
 
     def _relay_grpc(self) -> None:
         """Start the gRPC relay unless it runs; an export in flight now defers it to the next fork."""
+        from opentelemetry_instrumentation_clues.runtime import grpc_relay  # imports grpc: only where it is in use
+
         assert self._grpc is not None
         if self._grpc.exporters and grpc_relay.active() is None:
             relay = grpc_relay.ensure_started(self._grpc.exporters, self._grpc.export_locks)
