@@ -123,6 +123,11 @@ def _fork_relay(exporters: Sequence[Any]) -> Relay:
     _forking_relay = True
     try:
         pid = os.fork()
+    except OSError:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+        raise
     finally:
         _forking_relay = False
     if pid == 0:
