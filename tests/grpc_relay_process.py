@@ -33,7 +33,11 @@ def main(endpoint: str, scenario: str) -> dict[str, Any]:
     found = grpc_exports([lambda: provider])
     relay = grpc_relay.ensure_started(found.exporters, found.export_locks)
     assert relay is not None
-    seen: dict[str, Any] = {"relay_pid": relay.pid, "stub": type(exporter._client).__name__}
+    seen: dict[str, Any] = {
+        "relay_pid": relay.pid,
+        "stub": type(exporter._client).__name__,
+        "worker_channel_closed": exporter._channel is None,  # so gRPC can shut down in the worker
+    }
 
     if scenario == "spans":
         for number in range(50):

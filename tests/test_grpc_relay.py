@@ -31,6 +31,7 @@ def test_the_workers_spans_go_through_the_relay_and_a_horses_own_go_direct():
         seen = relayed(f"127.0.0.1:{receiver.port}", "spans")
         names = {span.name for span in receiver.wait_for(lambda r: len(r.spans) >= 50 + HORSES).spans}
     assert seen["stub"] == "_RelayedStub"
+    assert seen["worker_channel_closed"] is True
     assert seen["flushed"] is True
     assert seen["horse_exits"] == [0] * HORSES  # each horse flushed its span through a channel of its own
     assert names == {f"worker {n}" for n in range(50)} | {f"horse {n}" for n in range(HORSES)}

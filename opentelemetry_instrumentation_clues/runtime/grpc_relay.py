@@ -10,11 +10,13 @@ So a forking worker with that hazard forks one relay process at an instant no ex
 flight (it holds every gRPC exporter's export lock across that fork). In the relay each
 exporter makes itself a fresh channel with its own settings and the relay makes the RPCs; in
 the worker each exporter's stub hands the serialized request to the relay over a socket and
-waits for the outcome outside gRPC. The SDK's own export logic (retries, backoff, deadlines, its
-metrics) still runs in the worker: an RPC error comes back as an ``RpcError`` with the same code,
-details and retry delay. A horse forked later gets a direct channel of its own on first use (a
-horse exports only spans its job made). A relay found gone is counted, its exporters go direct
-again, and a new relay starts at the next fork that finds no export in flight.
+waits for the outcome outside gRPC. The worker closes its own channels: with none left gRPC
+shuts down there, and its fork handlers, about 1.5 ms of every fork while gRPC runs, have
+nothing to do. The SDK's own export logic (retries, backoff, deadlines, its metrics) still runs
+in the worker: an RPC error comes back as an ``RpcError`` with the same code, details and retry
+delay. A horse forked later gets a direct channel of its own on first use (a horse exports only
+spans its job made). A relay found gone is counted, its exporters go direct again, and a new
+relay starts at the next fork that finds no export in flight.
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ def _fork_relay(exporters: Sequence[Any]) -> Relay:
     for exporter, sock in zip(exporters, relay.sockets, strict=True):
         exporter._client = _RelayedStub(relay, sock)
         exporter._initialize_channel_and_stub = _keep_relayed  # the SDK reconnects on UNAVAILABLE; the relay does
+        # The worker's own channel goes: with no channel left, gRPC shuts down in the worker and its fork
+        # handlers cost nothing (about 1.5 ms of a fork otherwise, each time they run).
+        channel, exporter._channel = exporter._channel, None
+        if channel is not None:
+            channel.close()
     return relay
 
 
