@@ -159,6 +159,8 @@ class WorkerHooks:
 
     def spawn_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """SpawnWorker.fork_work_horse: the horse learns the attempt from its environment."""
+        if self._grpc is not None and self._grpc.exporters:
+            self._relay_grpc()  # rq 2's os.spawnv forks in Python: gRPC's fork handlers run
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is None:
