@@ -55,7 +55,6 @@ def main(endpoint: str, scenario: str) -> dict[str, Any]:
         seen["errors"] = errors.counts()
         seen["stub_after"] = type(exporter._client).__name__
         seen["restarted"] = grpc_relay.ensure_started(found.exporters, found.export_locks) is not None
-        seen["errors_after"] = errors.counts()
     seen["flushed"] = seen.get("flushed", provider.force_flush(10_000))
     return seen
 

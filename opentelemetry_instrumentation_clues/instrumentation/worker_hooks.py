@@ -109,11 +109,13 @@ class WorkerHooks:
             flush_all([*self.providers, self.meter_provider], self.config.flush_timeout_millis)
 
     def _relay_grpc(self) -> None:
-        """Start the gRPC relay unless it runs; an export in flight now defers it to the next fork."""
+        """Start the gRPC relay where there are gRPC exports and it does not run; an export in
+        flight now defers it to the next fork."""
+        if self._grpc is None or not self._grpc.exporters:
+            return
         from opentelemetry_instrumentation_clues.runtime import grpc_relay  # imports grpc: only where it is in use
 
-        assert self._grpc is not None
-        if self._grpc.exporters and grpc_relay.active() is None:
+        if grpc_relay.active() is None:
             relay = grpc_relay.ensure_started(self._grpc.exporters, self._grpc.export_locks)
             if relay is not None:
                 _logger.info(GRPC_RELAY_NOTICE, relay.pid)
@@ -137,8 +139,7 @@ class WorkerHooks:
     def fork_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """Open the channel the horse reports through (forking Worker only), and keep rq's
         per-job environment values out of the worker's C environment (see worker_environ)."""
-        if self._grpc is not None and self._grpc.exporters:
-            self._relay_grpc()
+        self._relay_grpc()
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is not None:
@@ -159,8 +160,7 @@ class WorkerHooks:
 
     def spawn_work_horse(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """SpawnWorker.fork_work_horse: the horse learns the attempt from its environment."""
-        if self._grpc is not None and self._grpc.exporters:
-            self._relay_grpc()  # rq 2's os.spawnv forks in Python: gRPC's fork handlers run
+        self._relay_grpc()  # rq 2's os.spawnv forks in Python: gRPC's fork handlers run
         job = arg(args, kwargs, 0, "job")
         attempt = attempts.current(worker, getattr(job, "id", None))
         if attempt is None:
