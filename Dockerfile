@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY . /src
-RUN pip install /src "opentelemetry-distro>=0.60b0" \
+RUN pip install /src "opentelemetry-distro>=0.60b0" "redis<8.2" \
     && useradd --system --uid 10001 --home-dir /app rq \
     && mkdir -p /app && chown rq /app
 
