@@ -53,10 +53,10 @@ class RunningWorker:
     """A long-running instrumented `rq worker` (not --burst); its stderr goes to a file, so a
     chatty worker never blocks on a full pipe."""
 
-    def __init__(self, redis_url: str, queue: str, env: dict[str, str]) -> None:
+    def __init__(self, redis_url: str, queue: str, env: dict[str, str], *flags: str) -> None:
         self._log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (lives as long as the worker)
         self.process = subprocess.Popen(
-            instrumented(tool("rq"), "worker", "-u", redis_url, queue),
+            instrumented(tool("rq"), "worker", "-u", redis_url, *flags, queue),
             env=env,
             cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
@@ -78,9 +78,9 @@ class RunningWorker:
 
 
 @contextlib.contextmanager
-def running_worker(redis_url: str, queue: str, env: dict[str, str]) -> Iterator[RunningWorker]:
-    """A worker that runs while the block does, stopped with SIGTERM at its end."""
-    worker = RunningWorker(redis_url, queue, env)
+def running_worker(redis_url: str, queue: str, env: dict[str, str], *flags: str) -> Iterator[RunningWorker]:
+    """A worker (``rq worker`` with ``flags``) that runs while the block does, stopped with SIGTERM at its end."""
+    worker = RunningWorker(redis_url, queue, env, *flags)
     try:
         yield worker
     finally:
