@@ -578,7 +578,16 @@ def target_line(
         line += f"{value:.2f} vs {rival_value:.2f}  "
     else:
         line += f"{value:<6.2f}"
-    return line + ("PASS" if all(verdicts) else "MISS")
+    if all(verdicts):
+        return line + "PASS"
+    return line + "MISS" + floor_note(rows, metric)
+
+
+def floor_note(rows: dict[str, Row], metric: str) -> str:
+    """What stands in the way of a missed ratio, measured in the same run: how far the SDK calls
+    clues makes get on their own (sdk-floor, dropping exporters), with nothing of clues around them."""
+    floor = median_ratio(rows[SDK_FLOOR], metric)
+    return "" if floor is None else f"  ({SDK_FLOOR}, the SDK calls alone: {floor:.2f})"
 
 
 def cpu_target_line(rows: dict[str, Row], label: str, metric: str, name: str, budget_us: float) -> str:

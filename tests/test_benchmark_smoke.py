@@ -98,3 +98,15 @@ def test_fork_anatomy_prints_a_row_per_variant(redis_url):
     assert [row[0] for row in rows] == ["plain-rq", "clues-drop"] * 2  # the timing table, then the faults
     assert rows[0][1] == "1.00"  # plain rq against itself
     assert all(float(value) > 0 for row in rows[:2] for value in row[2:])  # wall, CPU, horse CPU by fork end
+
+
+def test_a_missed_ratio_names_what_the_sdk_calls_alone_reach():
+    from benchmarks import throughput
+
+    rows = {name: throughput.Row(name) for name, _ in throughput.VARIANTS}
+    rows["clues-drop"].ratios["enqueue"] = [0.61, 0.67, 0.70]
+    rows["sdk-floor"].ratios["enqueue"] = [0.74]
+    missed = throughput.target_line(rows, "enqueue", "enqueue", "clues-drop", 0.80, None, 0.0)
+    assert missed.endswith("0.67  MISS  (sdk-floor, the SDK calls alone: 0.74)"), missed
+    rows["clues-drop"].ratios["enqueue"] = [0.85]
+    assert throughput.target_line(rows, "enqueue", "enqueue", "clues-drop", 0.80, None, 0.0).endswith("PASS")
