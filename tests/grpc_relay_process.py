@@ -11,8 +11,10 @@ import json
 import os
 import signal
 import sys
+import time
 from typing import Any
 
+import grpc
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
@@ -23,6 +25,7 @@ from opentelemetry_instrumentation_clues.runtime.fork_safety import grpc_exports
 from opentelemetry_instrumentation_clues.runtime.safety import errors
 
 HORSES = 10
+SHUTDOWN_ROUNDS = 300  # without the wait, about 2 in 100 such children hung
 
 
 def main(endpoint: str, scenario: str) -> dict[str, Any]:
@@ -40,9 +43,13 @@ def main(endpoint: str, scenario: str) -> dict[str, Any]:
     }
 
     if scenario == "spans":
+        # The first horse forks at once: the worker's channel has just closed and gRPC shut down.
+        first = _horse(tracer, provider, 0)
         for number in range(50):
             tracer.start_span(f"worker {number}").end()
-        seen["horse_exits"] = [_horse(tracer, provider, number) for number in range(HORSES)]
+        seen["horse_exits"] = [first] + [_horse(tracer, provider, number) for number in range(1, HORSES)]
+    elif scenario == "shutdown-window":
+        seen["hung"] = _children_hung_after_the_last_channel_closed(endpoint, SHUTDOWN_ROUNDS)
     elif scenario == "rpc-error":
         try:
             exporter._client.Export(ExportTraceServiceRequest(), metadata=(), timeout=1.0)
@@ -59,13 +66,44 @@ def main(endpoint: str, scenario: str) -> dict[str, Any]:
     return seen
 
 
-def _horse(tracer: Any, provider: Any, number: int) -> int:
+def _horse(tracer: Any, provider: Any, number: int) -> int | str:
     """A forked child that exports its own span, as a horse whose job made spans does."""
     pid = os.fork()
     if pid == 0:
         tracer.start_span(f"horse {number}").end()
         os._exit(0 if provider.force_flush(5_000) else 3)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return _exit_of(pid, 30)
+
+
+def _children_hung_after_the_last_channel_closed(endpoint: str, rounds: int) -> int:
+    """Each round: a channel, one RPC, the channel closed, the wait the relay makes after closing
+    the worker's channels, then a fork whose child makes a channel of its own. How many hung."""
+    hung = 0
+    for _ in range(rounds):
+        exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2)
+        exporter._client.Export(ExportTraceServiceRequest(), timeout=2)
+        exporter._channel.close()
+        exporter._channel = exporter._client = None  # the last channel: gRPC shuts down
+        grpc_relay.await_grpc_shutdown(grpc_relay.SHUTDOWN_WAIT_SECONDS)
+        pid = os.fork()
+        if pid == 0:
+            grpc.insecure_channel(endpoint).close()
+            os._exit(0)
+        hung += _exit_of(pid, 5) == "hung"
+    return hung
+
+
+def _exit_of(pid: int, seconds: float) -> int | str:
+    """The child's exit code, or "hung" (and killed) if it has not exited in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)  # a child's exit has no event to await here but its reaping
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
 
 
 if __name__ == "__main__":

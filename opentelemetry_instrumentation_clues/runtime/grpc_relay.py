@@ -12,7 +12,8 @@ exporter makes itself a fresh channel with its own settings and the relay makes 
 the worker each exporter's stub hands the serialized request to the relay over a socket and
 waits for the outcome outside gRPC. The worker closes its own channels: with none left gRPC
 shuts down there, and its fork handlers, about 1.5 ms of every fork while gRPC runs, have
-nothing to do. The SDK's own export logic (retries, backoff, deadlines, its metrics) still runs
+nothing to do. It waits for gRPC's shutdown threads to end before it forks again: a child
+forked while they run hangs in its first channel. The SDK's own export logic (retries, backoff, deadlines, its metrics) still runs
 in the worker: an RPC error comes back as an ``RpcError`` with the same code, details and retry
 delay. A horse forked later gets a direct channel of its own on first use (a horse exports only
 spans its job made). A relay found gone is counted, its exporters go direct again, and a new
@@ -21,12 +22,14 @@ relay starts at the next fork that finds no export in flight.
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import signal
 import socket
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,6 +44,13 @@ ANSWER_MARGIN_SECONDS = 5.0
 # threads take their lock briefly on every wake-up, an export in flight holds it for the RPC.
 LOCK_WAIT_SECONDS = 0.01
 PROCESS_NAME = "clues-grpc-rela"  # what ps and top show for the relay (Linux keeps 15 characters)
+# gRPC shuts down on threads of its own once its last channel closes; a child forked before they
+# are gone inherits gRPC's locks held and hangs in its first channel. The worker waits at most
+# this long for them before it forks again: they were gone within ~10 ms when measured, and
+# where other channels (user code, a gRPC server) keep gRPC running they stay, and so may it.
+SHUTDOWN_WAIT_SECONDS = 0.5
+# The names (as /proc shows them: 15 characters) of gRPC core's threads, across versions.
+GRPC_THREAD_PREFIXES = ("event_engine", "grpc", "lifeguard", "default-executo", "resolver-execu", "timer_manager")
 _FRAME = struct.Struct("!II")  # lengths of the pickled header and of the serialized message
 _RETRY_INFO = "google.rpc.retryinfo-bin"
 
@@ -145,7 +155,34 @@ def _fork_relay(exporters: Sequence[Any]) -> Relay:
         channel, exporter._channel = exporter._channel, None
         if channel is not None:
             channel.close()
+    await_grpc_shutdown(SHUTDOWN_WAIT_SECONDS)
     return relay
+
+
+def await_grpc_shutdown(timeout_seconds: float) -> bool:
+    """Wait until gRPC's own threads have ended in this process; False if some still run at the timeout.
+
+    Closing a process's last channel shuts gRPC down on its own threads, a few milliseconds
+    after ``close()`` returns. A fork in that window copies gRPC's locks as those threads hold
+    them, and the child's first channel then waits on them forever (seen: a horse exporting its
+    job's spans hung in ``grpc.insecure_channel``)."""
+    deadline = time.monotonic() + timeout_seconds
+    while _grpc_threads_running():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.001)  # they end within milliseconds
+    return True
+
+
+def _grpc_threads_running() -> bool:
+    for path in glob.glob("/proc/self/task/*/comm"):
+        try:
+            with open(path) as comm:
+                if comm.read().startswith(GRPC_THREAD_PREFIXES):
+                    return True
+        except OSError:
+            continue  # the thread ended while we looked
+    return False
 
 
 def _keep_relayed() -> None:
