@@ -13,11 +13,11 @@ the worker each exporter's stub hands the serialized request to the relay over a
 waits for the outcome outside gRPC. The worker closes its own channels: with none left gRPC
 shuts down there, and its fork handlers, about 1.5 ms of every fork while gRPC runs, have
 nothing to do. It waits for gRPC's shutdown threads to end before it forks again: a child
-forked while they run hangs in its first channel. The SDK's own export logic (retries, backoff, deadlines, its metrics) still runs
-in the worker: an RPC error comes back as an ``RpcError`` with the same code, details and retry
-delay. A horse forked later gets a direct channel of its own on first use (a horse exports only
-spans its job made). A relay found gone is counted, its exporters go direct again, and a new
-relay starts at the next fork that finds no export in flight.
+forked while they run hangs in its first channel. The SDK's own export logic (retries, backoff,
+deadlines, its metrics) still runs in the worker: an RPC error comes back as an ``RpcError`` with
+the same code, details and retry delay. A horse forked later gets a direct channel of its own
+on first use (a horse exports only spans its job made). A relay found gone is counted, its
+exporters go direct again, and a new relay starts at the next fork that finds no export in flight.
 """
 
 from __future__ import annotations
