@@ -122,10 +122,13 @@ def ensure_started(exporters: Sequence[Any], export_locks: Sequence[Any]) -> Rel
             held.append(lock)
         with guarded(Place.GRPC_RELAY):
             _relay = _fork_relay(exporters)
-        return active()
     finally:
         for lock in held:
             lock.release()
+    relay = active()
+    if relay is not None:  # the worker's channels are closed: let gRPC finish shutting down (exports go to the relay)
+        await_grpc_shutdown(SHUTDOWN_WAIT_SECONDS)
+    return relay
 
 
 def _fork_relay(exporters: Sequence[Any]) -> Relay:
@@ -155,23 +158,19 @@ def _fork_relay(exporters: Sequence[Any]) -> Relay:
         channel, exporter._channel = exporter._channel, None
         if channel is not None:
             channel.close()
-    await_grpc_shutdown(SHUTDOWN_WAIT_SECONDS)
     return relay
 
 
-def await_grpc_shutdown(timeout_seconds: float) -> bool:
-    """Wait until gRPC's own threads have ended in this process; False if some still run at the timeout.
+def await_grpc_shutdown(timeout_seconds: float) -> None:
+    """Wait until gRPC's own threads have ended in this process, at most ``timeout_seconds``.
 
     Closing a process's last channel shuts gRPC down on its own threads, a few milliseconds
     after ``close()`` returns. A fork in that window copies gRPC's locks as those threads hold
     them, and the child's first channel then waits on them forever (seen: a horse exporting its
     job's spans hung in ``grpc.insecure_channel``)."""
     deadline = time.monotonic() + timeout_seconds
-    while _grpc_threads_running():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.001)  # they end within milliseconds
-    return True
+    while _grpc_threads_running() and time.monotonic() < deadline:
+        time.sleep(0.001)  # C threads: nothing to await but their absence; they end within milliseconds
 
 
 def _grpc_threads_running() -> bool:
