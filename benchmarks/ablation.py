@@ -76,6 +76,55 @@ def span_only(spec: dict[str, Any]) -> None:
     telemetry.Telemetry.publish = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
 
 
+# What a publisher process that never forks would take out of a forking worker (issue 14): the
+# three steps below remove, in turn, the worker's SDK work for events, records and metrics, the
+# span's end, and the span itself. The last is the upper bound of that design: the worker would
+# still make the process span's ids (the horse's spans nest under them) and send its facts.
+def no_events_records_metrics(spec: dict[str, Any]) -> None:
+    """LOSSY: the process span only: no span events, log records or metrics anywhere."""
+    from opentelemetry_instrumentation_clues.telemetry import emitter
+
+    variants.clues_drop(spec)
+    for name in ("publish", "_record", "_emit", "record_forwarded"):
+        setattr(emitter.Telemetry, name, lambda *args, **kwargs: None)
+
+
+def no_span_end(spec: dict[str, Any]) -> None:
+    """LOSSY: as no-events-records-metrics, and no attempt's span is ever ended (nothing is exported)."""
+    from opentelemetry_instrumentation_clues.instrumentation import attempts
+
+    no_events_records_metrics(spec)
+    attempts.Attempt.end_span = lambda self, end_ns=None: None  # type: ignore[method-assign]
+
+
+def ids_only(spec: dict[str, Any]) -> None:
+    """LOSSY: as no-events-records-metrics, and an attempt's span is a non-recording one with
+    fresh ids: no SDK work for the job in the worker at all."""
+    import random
+
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    from opentelemetry_instrumentation_clues.instrumentation import lifecycle
+
+    no_events_records_metrics(spec)
+
+    def ids(*args: Any, **kwargs: Any) -> NonRecordingSpan:
+        context = SpanContext(random.getrandbits(128), random.getrandbits(64), False, TraceFlags(TraceFlags.SAMPLED))
+        return NonRecordingSpan(context)
+
+    lifecycle.start_continued = ids  # type: ignore[assignment]
+
+
+def ids_only_unread(spec: dict[str, Any]) -> None:
+    """LOSSY: as ids-only, and the worker never reads its horse's reports (the horse's pipe is
+    large enough for them): what is left if horses sent their reports past the worker."""
+    from opentelemetry_instrumentation_clues.instrumentation import horse_channel
+
+    ids_only(spec)
+    horse_channel.HorseChannel.follow = lambda self, horse_pid, deliver: None  # type: ignore[method-assign]
+    horse_channel.HorseChannel.drain = lambda self, deliver: None  # type: ignore[method-assign]
+
+
 ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sdk-only": variants.sdk_only,
     "clues-drop/flush-inline": flush_inline,
@@ -83,6 +132,10 @@ ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "clues-drop/no-fork-reset": no_fork_reset,
     "clues-drop/no-log-records": no_log_records,
     "clues-drop/span-only": span_only,
+    "clues-drop/no-events-records-metrics": no_events_records_metrics,
+    "clues-drop/no-span-end": no_span_end,
+    "clues-drop/ids-only": ids_only,
+    "clues-drop/ids-only-unread": ids_only_unread,
 }
 
 

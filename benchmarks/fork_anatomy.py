@@ -13,7 +13,13 @@ machine hits them alike) it prints medians over rounds of, per job:
   after-fork hooks of the SDK (new batch threads, resource re-detection) and of clues cost;
 - minor page faults in the worker and in its horses: after a fork every page the worker or
   the horse writes is copied (copy-on-write) or re-mapped, and in Python reading an object
-  writes its reference count, so any per-job Python work in either process pays per page.
+  writes its reference count, so any per-job Python work in either process pays per page;
+- with ``--by-hook``, one more run per variant counts the worker's faults inside each of clues'
+  worker-side hooks, rq's own call excluded: where clues' share of those faults is taken.
+
+Besides the variants, the ablations of ``benchmarks/ablation.py`` can be named: the
+``clues-drop/no-events-records-metrics`` … ``clues-drop/ids-only-unread`` steps price what a
+publisher process that never forks could take out of the worker (docs/performance.md).
 
 A report, never a test. Redis: a leased database, as the tests lease theirs, or
 ``--redis-url`` and ``--db`` as the other scripts take them.
@@ -40,13 +46,58 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 FIELDS = ("wall", "worker_cpu", "horse_cpu", "horse_cpu_at_fork_end", "worker_faults", "horse_faults")
 
 
-def measure(variant: str, url: str, jobs: int, endpoint: str) -> dict[str, float]:
+# The hooks clues runs in the worker process for every forked job (benchmarks: --by-hook).
+WORKER_SIDE_HOOKS = ("dequeue", "fork_work_horse", "wait_for_horse", "monitor_work_horse")
+_faults_by_hook: dict[str, int] = {}
+
+
+def count_faults_by_hook() -> None:
+    """Make each worker-side hook count the minor faults it takes in the worker, rq's call inside
+    it excluded. Before instrumenting: clues wraps the hooks as they are when it is instrumented."""
+    from opentelemetry_instrumentation_clues.instrumentation.worker_hooks import WorkerHooks
+
+    worker_pid = os.getpid()
+
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def counted(name: str, hook: Any) -> Any:
+        def hook_counting_faults(self: Any, wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+            if os.getpid() != worker_pid:
+                return hook(self, wrapped, instance, args, kwargs)
+            in_rq = 0
+
+            def rq_call(*call_args: Any, **call_kwargs: Any) -> Any:
+                nonlocal in_rq
+                before_rq = faults()
+                try:
+                    return wrapped(*call_args, **call_kwargs)
+                finally:
+                    in_rq += faults() - before_rq
+
+            before = faults()
+            try:
+                return hook(self, rq_call, instance, args, kwargs)
+            finally:
+                _faults_by_hook[name] = _faults_by_hook.get(name, 0) + faults() - before - in_rq
+
+        return hook_counting_faults
+
+    for name in WORKER_SIDE_HOOKS:
+        setattr(WorkerHooks, name, counted(name, getattr(WorkerHooks, name)))
+
+
+def measure(variant: str, url: str, jobs: int, endpoint: str, by_hook: bool = False) -> dict[str, float]:
     """In a fresh process: one variant's worker over ``jobs`` jobs, per-job figures."""
     import redis
     from rq import Queue, Worker
 
     from benchmarks import variants
+    from benchmarks.ablation import ABLATIONS
 
+    variants.VARIANTS.update(ABLATIONS)  # type: ignore[arg-type]
+    if by_hook:
+        count_faults_by_hook()
     variants.VARIANTS[variant]({"otlp_endpoint": endpoint, "log_path": os.devnull})
     conn = redis.Redis.from_url(url)
     queue = Queue("fork-anatomy", connection=conn)
@@ -60,6 +111,7 @@ def measure(variant: str, url: str, jobs: int, endpoint: str) -> dict[str, float
 
     variants.enqueue(queue, jobs)
     variants.flush_telemetry()
+    _faults_by_hook.clear()
     before_self, before_children = (
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
@@ -79,7 +131,14 @@ def measure(variant: str, url: str, jobs: int, endpoint: str) -> dict[str, float
         "horse_cpu_at_fork_end": statistics.median(at_fork_end) * 1e6 if at_fork_end else float("nan"),
         "worker_faults": (after_self.ru_minflt - before_self.ru_minflt) / jobs,
         "horse_faults": (after_children.ru_minflt - before_children.ru_minflt) / jobs,
+        **{f"hook:{name}": count / jobs for name, count in _faults_by_hook.items()},
     }
+
+
+def _run_child(variant: str, url: str, jobs: int, endpoint: str, by_hook: bool) -> dict[str, float]:
+    child = [sys.executable, __file__, "--child", variant, url, str(jobs), endpoint, "1" if by_hook else "0"]
+    out = subprocess.run(child, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def _mark(directory: str) -> None:
@@ -94,14 +153,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=150)
-    parser.add_argument("--variants", default="plain-rq,sdk-only,clues-drop")
+    parser.add_argument(
+        "--variants", default="plain-rq,sdk-only,clues-drop", help="names from benchmarks/variants.py, ablation.py"
+    )
     parser.add_argument("--redis-url", help="a server to use (default: a database leased as the tests lease theirs)")
     parser.add_argument("--db", type=int, help="with --redis-url: the db to use and flush (default: the URL's)")
-    parser.add_argument("--child", nargs=4, metavar=("VARIANT", "URL", "JOBS", "OTLP"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--by-hook",
+        action="store_true",
+        help="after the rounds, one more run per variant counting the worker's faults in each clues hook",
+    )
+    parser.add_argument(
+        "--child", nargs=5, metavar=("VARIANT", "URL", "JOBS", "OTLP", "BY_HOOK"), help=argparse.SUPPRESS
+    )
     options = parser.parse_args()
     if options.child:
-        variant, url, jobs, endpoint = options.child
-        print(json.dumps(measure(variant, url, int(jobs), endpoint)))
+        variant, url, jobs, endpoint, by_hook = options.child
+        print(json.dumps(measure(variant, url, int(jobs), endpoint, by_hook == "1")))
         return 0
 
     from benchmarks.throughput import otlp_sink, with_db
@@ -119,9 +187,10 @@ def main() -> int:
         for round_number in range(options.rounds):
             shift = round_number % len(names)
             for name in names[shift:] + names[:shift]:
-                child = [sys.executable, __file__, "--child", name, url, str(options.jobs), endpoint]
-                out = subprocess.run(child, capture_output=True, text=True, check=True)
-                results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                results[name].append(_run_child(name, url, options.jobs, endpoint, by_hook=False))
+        by_hook = {
+            name: _run_child(name, url, options.jobs, endpoint, by_hook=True) for name in names if options.by_hook
+        }
 
     import rq
 
@@ -148,7 +217,19 @@ def main() -> int:
         horse = statistics.median(row["horse_faults"] for row in rows)
         print(f"{name:<28} {worker:>24.0f} {horse:>8.0f}")
     print(f"\nratio: plain rq's wall time per job / the variant's, in the same round ({names[0]} = 1)")
+    if options.by_hook:
+        _print_faults_by_hook(by_hook)
     return 0
+
+
+def _print_faults_by_hook(runs: dict[str, dict[str, float]]) -> None:
+    print("\nminor faults/job in the worker by clues hook (rq's call inside it excluded; one more run per variant)")
+    print(f"{'variant':<40} {'total':>6} " + " ".join(f"{name:>18}" for name in WORKER_SIDE_HOOKS))
+    for name, run in runs.items():
+        cells = " ".join(
+            f"{run[f'hook:{hook}']:>18.0f}" if f"hook:{hook}" in run else f"{'-':>18}" for hook in WORKER_SIDE_HOOKS
+        )
+        print(f"{name:<40} {run['worker_faults']:>6.0f} {cells}")
 
 
 if __name__ == "__main__":

@@ -90,14 +90,20 @@ def test_sdk_floor_prints_the_budgets_and_the_best_possible_ratios(redis_url):
     assert figures["SDK calls clues makes per job, alone"] > 0, stdout
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_fork_anatomy_prints_a_row_per_variant(redis_url):
-    options = ["--rounds", "1", "--jobs", "5", "--variants", "plain-rq,clues-drop"]
-    stdout = run_benchmark("fork_anatomy.py", redis_url, *options, timeout=170)
-    rows = [line.split() for line in stdout.splitlines() if line.startswith(("plain-rq ", "clues-drop "))]
-    assert [row[0] for row in rows] == ["plain-rq", "clues-drop"] * 2  # the timing table, then the faults
+    options = ["--rounds", "1", "--jobs", "5", "--variants", "plain-rq,clues-drop,clues-drop/ids-only", "--by-hook"]
+    stdout = run_benchmark("fork_anatomy.py", redis_url, *options, timeout=230)
+    names = ("plain-rq", "clues-drop", "clues-drop/ids-only")
+    rows = [line.split() for line in stdout.splitlines() if line.split()[:1] and line.split()[0] in names]
+    # the timing table, the faults, then the faults by hook
+    assert [row[0] for row in rows] == list(names) * 3, stdout
     assert rows[0][1] == "1.00"  # plain rq against itself
-    assert all(float(value) > 0 for row in rows[:2] for value in row[2:])  # wall, CPU, horse CPU by fork end
+    assert all(float(value) > 0 for row in rows[:3] for value in row[2:])  # wall, CPU, horse CPU by fork end
+    plain, clues, ablation = rows[6:]
+    assert plain[2:] == ["-"] * 4, stdout  # no clues hooks in plain rq
+    assert all(float(value) >= 0 for row in (clues, ablation) for value in row[1:]), stdout
+    assert float(clues[2]) > 0, stdout  # the dequeue hook builds the attempt: it writes memory
 
 
 def test_a_missed_ratio_names_what_the_sdk_calls_alone_reach():
