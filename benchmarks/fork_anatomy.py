@@ -200,22 +200,23 @@ def main() -> int:
         f"medians over rounds, per job; {time.monotonic() - started:.0f}s"
     )
     header = ("variant", "ratio", "wall us", "worker cpu", "horse cpu", "horse cpu by end of fork hooks")
-    print(f"{header[0]:<28} {header[1]:>6} {header[2]:>8} {header[3]:>11} {header[4]:>10}  {header[5]}")
+    width = max(28, *map(len, names))
+    print(f"{header[0]:<{width}} {header[1]:>6} {header[2]:>8} {header[3]:>11} {header[4]:>10}  {header[5]}")
     baseline = results[names[0]]
     for name in names:
         rows = results[name]
         ratio = statistics.median(b["wall"] / r["wall"] for b, r in zip(baseline, rows, strict=True))
         med = {field: statistics.median(row[field] for row in rows) for field in FIELDS}
         print(
-            f"{name:<28} {ratio:>6.2f} {med['wall']:>8.0f} {med['worker_cpu']:>11.0f} {med['horse_cpu']:>10.0f}"
+            f"{name:<{width}} {ratio:>6.2f} {med['wall']:>8.0f} {med['worker_cpu']:>11.0f} {med['horse_cpu']:>10.0f}"
             f"  {med['horse_cpu_at_fork_end']:>8.0f}"
         )
-    print(f"\n{'variant':<28} {'minor faults/job: worker':>24} {'horse':>8}")
+    print(f"\n{'variant':<{width}} {'minor faults/job: worker':>24} {'horse':>8}")
     for name in names:
         rows = results[name]
         worker = statistics.median(row["worker_faults"] for row in rows)
         horse = statistics.median(row["horse_faults"] for row in rows)
-        print(f"{name:<28} {worker:>24.0f} {horse:>8.0f}")
+        print(f"{name:<{width}} {worker:>24.0f} {horse:>8.0f}")
     print(f"\nratio: plain rq's wall time per job / the variant's, in the same round ({names[0]} = 1)")
     if options.by_hook:
         _print_faults_by_hook(by_hook)
