@@ -115,9 +115,22 @@ def sdk_floor(spec: dict[str, Any]) -> Check | None:
     (``benchmarks/sdk_floor.py``), made by two plain wrappers around rq's methods, with the
     SDK set up as for clues-drop and nothing of clues. clues-drop's CPU beyond this row is
     clues' own work."""
+    _global_sdk_providers(*_drop_exporters())
+    _wrap_with_sdk_calls()
+    return None
+
+
+def sdk_floor_otlp_http(spec: dict[str, Any]) -> Check | None:
+    """Reference: as sdk-floor, exporting over OTLP/HTTP as clues-otlp-http does: the SDK calls
+    clues makes, exported, with nothing of clues."""
+    _global_sdk_providers(*_otlp_http_exporters(spec["otlp_endpoint"]))
+    _wrap_with_sdk_calls()
+    return None
+
+
+def _wrap_with_sdk_calls() -> None:
     from benchmarks import sdk_floor as floor
 
-    _global_sdk_providers(*_drop_exporters())
     per_enqueue = floor.sdk_calls_per_enqueue()
     owner = _defining_class(Queue, "enqueue_job")
     enqueue_job = vars(owner)["enqueue_job"]
@@ -136,7 +149,6 @@ def sdk_floor(spec: dict[str, Any]) -> Check | None:
         return perform_job(self, *args, **kwargs)
 
     owner.perform_job = perform_job_and_sdk_calls
-    return None
 
 
 def clues_drop(spec: dict[str, Any]) -> Check | None:
@@ -217,6 +229,7 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], Check | None]] = {
     "plain-rq": plain_rq,
     "sdk-only": sdk_only,
     "sdk-floor": sdk_floor,
+    "sdk-floor-otlp-http": sdk_floor_otlp_http,
     "clues-drop": clues_drop,
     "clues-otlp-http": clues_otlp_http,
     "clues-otlp-grpc": clues_otlp_grpc,

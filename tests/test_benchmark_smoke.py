@@ -14,6 +14,7 @@ ROWS = [
     "plain-rq",
     "sdk-only",
     "sdk-floor",
+    "sdk-floor-otlp-http",
     "clues-drop",
     "clues-otlp-http",
     "clues-otlp-grpc",
@@ -116,3 +117,7 @@ def test_a_missed_ratio_names_what_the_sdk_calls_alone_reach():
     assert missed.endswith("0.67  MISS  (sdk-floor, the SDK calls alone: 0.74)"), missed
     rows["clues-drop"].ratios["enqueue"] = [0.85]
     assert throughput.target_line(rows, "enqueue", "enqueue", "clues-drop", 0.80, None, 0.0).endswith("PASS")
+    rows["clues-otlp-http"].ratios["simple"] = [0.78]
+    rows["sdk-floor-otlp-http"].ratios["simple"] = [0.83]
+    missed = throughput.target_line(rows, "simple", "SimpleWorker", "clues-otlp-http", 0.90, None, 0.0)
+    assert missed.endswith("0.78  MISS  (sdk-floor-otlp-http, the SDK calls alone: 0.83)"), missed
