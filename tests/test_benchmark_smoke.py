@@ -121,3 +121,18 @@ def test_a_missed_ratio_names_what_the_sdk_calls_alone_reach():
     rows["sdk-floor-otlp-http"].ratios["simple"] = [0.83]
     missed = throughput.target_line(rows, "simple", "SimpleWorker", "clues-otlp-http", 0.90, None, 0.0)
     assert missed.endswith("0.78  MISS  (sdk-floor-otlp-http, the SDK calls alone: 0.83)"), missed
+
+
+@pytest.mark.slow  # about a minute under valgrind: once, on the newest rq
+@pytest.mark.timeout(400)
+def test_instruction_counts_print_a_row_per_variant_and_what_is_beyond_the_floor(redis_url):
+    options = ["--small", "5", "--large", "15", "--rounds", "1", "--variants", "plain-rq,sdk-floor,clues-drop"]
+    stdout = run_benchmark("instructions.py", redis_url, *options, timeout=390)
+    names = {"plain-rq", "sdk-floor", "clues-drop"}
+    split = [line.split() for line in stdout.splitlines()]
+    rows = {cells[0]: cells[1:] for cells in split if cells and cells[0] in names}
+    assert set(rows) == names, stdout
+    for cells in rows.values():
+        assert cells[0].endswith("k") and float(cells[0][:-1]) > 0, stdout  # per enqueue
+        assert cells[1].endswith("k") and float(cells[1][:-1]) > 0, stdout  # per SimpleWorker job
+    assert len(rows["sdk-floor"]) == 2 and len(rows["clues-drop"]) == 4, stdout  # beyond the floor: two cells
