@@ -28,7 +28,6 @@ A report, never a test. Redis: a leased database, as the tests lease theirs, or
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -172,17 +171,12 @@ def main() -> int:
         print(json.dumps(measure(variant, url, int(jobs), endpoint, by_hook == "1")))
         return 0
 
-    from benchmarks.throughput import otlp_sink, with_db
-    from tests.conftest import _leased_database
+    from benchmarks.throughput import given_or_leased_database, otlp_sink
 
     names = options.variants.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     started = time.monotonic()
-    if options.redis_url:
-        given = options.redis_url if options.db is None else with_db(options.redis_url, options.db)
-        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(given)
-    else:
-        database = _leased_database()
+    database = given_or_leased_database(options.redis_url, options.db)
     with database as url, otlp_sink() as endpoint:  # the sink for the *-otlp-http variants
         for round_number in range(options.rounds):
             shift = round_number % len(names)

@@ -24,7 +24,6 @@ Redis: a leased database, as the tests lease theirs, or ``--redis-url`` and ``--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import statistics
@@ -111,15 +110,10 @@ def main() -> int:
     if options.large <= options.small:
         parser.error("--large must be more than --small")
 
-    from benchmarks.throughput import with_db
-    from tests.conftest import _leased_database
+    from benchmarks.throughput import given_or_leased_database
 
     names = options.variants.split(",")
-    if options.redis_url:
-        given = options.redis_url if options.db is None else with_db(options.redis_url, options.db)
-        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(given)
-    else:
-        database = _leased_database()
+    database = given_or_leased_database(options.redis_url, options.db)
     with database as url:
         results = per_job(names, url, options.small, options.large, options.rounds)
 

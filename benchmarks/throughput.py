@@ -641,6 +641,19 @@ def with_db(url: str, db: int) -> str:
     return f"{base}/{db}"
 
 
+@contextmanager
+def given_or_leased_database(redis_url: str | None, db: int | None) -> Iterator[str]:
+    """``redis_url`` (at ``db`` when given) as it is, or else a database leased as the tests lease
+    theirs (flushed before and after, given back at the end)."""
+    if redis_url:
+        yield redis_url if db is None else with_db(redis_url, db)
+        return
+    from tests.conftest import _leased_database
+
+    with _leased_database() as url:
+        yield url
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts for CI (< 2 minutes)")
