@@ -213,18 +213,18 @@ def main() -> int:
         print(f"{name:<{width}} {worker:>24.0f} {horse:>8.0f}")
     print(f"\nratio: plain rq's wall time per job / the variant's, in the same round ({names[0]} = 1)")
     if options.by_hook:
-        _print_faults_by_hook(by_hook)
+        _print_faults_by_hook(by_hook, width)
     return 0
 
 
-def _print_faults_by_hook(runs: dict[str, dict[str, float]]) -> None:
+def _print_faults_by_hook(runs: dict[str, dict[str, float]], width: int) -> None:
     print("\nminor faults/job in the worker by clues hook (rq's call inside it excluded; one more run per variant)")
-    print(f"{'variant':<40} {'total':>6} " + " ".join(f"{name:>18}" for name in WORKER_SIDE_HOOKS))
+    print(f"{'variant':<{width}} {'total':>6} " + " ".join(f"{name:>18}" for name in WORKER_SIDE_HOOKS))
     for name, run in runs.items():
         cells = " ".join(
             f"{run[f'hook:{hook}']:>18.0f}" if f"hook:{hook}" in run else f"{'-':>18}" for hook in WORKER_SIDE_HOOKS
         )
-        print(f"{name:<40} {run['worker_faults']:>6.0f} {cells}")
+        print(f"{name:<{width}} {run['worker_faults']:>6.0f} {cells}")
 
 
 if __name__ == "__main__":
