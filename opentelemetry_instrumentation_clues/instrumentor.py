@@ -31,7 +31,7 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
 from opentelemetry_instrumentation_clues.instrumentation.worker_hooks import WorkerHooks
 from opentelemetry_instrumentation_clues.legacy.wiring import LegacyOutput, attach_legacy_output
 from opentelemetry_instrumentation_clues.package import _instruments
-from opentelemetry_instrumentation_clues.runtime import fork_safety, worker_environ
+from opentelemetry_instrumentation_clues.runtime import fork_resources, fork_safety, worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import flush_all
 from opentelemetry_instrumentation_clues.runtime.safety import errors
 from opentelemetry_instrumentation_clues.telemetry.attributes import SCHEMA_URL
@@ -98,6 +98,7 @@ class CluesInstrumentor(BaseInstrumentor):
         ]
         self.config = config
         fork_safety.watch(providers)
+        fork_resources.install()
         worker_environ.install()
         self._providers = providers
         preprocessing = None
@@ -137,6 +138,7 @@ class CluesInstrumentor(BaseInstrumentor):
 
     def _uninstrument(self, **kwargs: Any) -> None:
         fork_safety.watch([])
+        fork_resources.uninstall()
         worker_environ.uninstall()
         legacy_output, self._legacy_output = self._legacy_output, None
         if legacy_output is not None:

@@ -41,7 +41,7 @@ from opentelemetry_instrumentation_clues.instrumentation.rq_compat import (
     worker_forks,
     worker_is_horse,
 )
-from opentelemetry_instrumentation_clues.runtime import worker_environ
+from opentelemetry_instrumentation_clues.runtime import fork_resources, worker_environ
 from opentelemetry_instrumentation_clues.runtime.flush import FlushBudget, flush_all, holds_telemetry
 from opentelemetry_instrumentation_clues.runtime.fork_safety import GrpcExports, grpc_exports
 from opentelemetry_instrumentation_clues.runtime.safety import Place, call_guarded, errors, guarded
@@ -97,6 +97,8 @@ class WorkerHooks:
 
     def work(self, wrapped: Callable[..., Any], worker: Any, args: tuple, kwargs: dict) -> Any:
         """A worker that stops flushes: WorkerPool's workers end without running atexit."""
+        with guarded(Place.WORKER_EXPORTERS):
+            fork_resources.install()  # the SDK is set up by now, if it was not at instrument()
         if worker_forks(worker) and self._grpc is None:
             with guarded(Place.WORKER_EXPORTERS):
                 self._grpc = grpc_exports([*self.providers, self.meter_provider])
