@@ -85,6 +85,22 @@ def test_read_accepts_data_from_before_the_version_field_and_from_newer_versions
     assert clues_warnings(caplog) == [] and errors.counts() == {}
 
 
+def test_has_metadata_is_false_only_for_data_that_surely_holds_none():
+    # The end of an attempt skips parsing job.meta again when this says False.
+    assert not jc.has_metadata(_Job({"clues": {"event_hash": VALID_HASH, "metadata": {}}}))
+    assert not jc.has_metadata(_Job({"clues": {"event_hash": VALID_HASH, "metadata": None}}))
+    assert jc.has_metadata(_Job({"clues": {"event_hash": VALID_HASH, "metadata": {"rows": 3}}}))
+    # Anything else is left to read(), which parses and checks it (and reports foreign data).
+    for meta in ({"clues": {"event_hash": VALID_HASH}}, {"clues": "not a dict"}, None, ["a", "list"]):
+        assert jc.has_metadata(_Job(meta))
+
+    class Hostile(dict):
+        def get(self, key: object, default: object = None) -> object:
+            raise RuntimeError("user code must not run")
+
+    assert jc.has_metadata(_Job(Hostile()))
+
+
 # -- through real workers -----------------------------------------------------------------------
 
 

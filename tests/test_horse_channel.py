@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 
@@ -25,6 +26,29 @@ def test_reports_arrive_whole_and_in_order_across_partial_reads(monkeypatch):
         for report in reports:
             channel.send(report)
         assert collect(channel) == reports
+    finally:
+        channel.close()
+
+
+def test_reports_carry_what_a_job_may_put_in_its_metadata():
+    # Runtime metadata is a job's own: NaN, infinities, line separators and newlines ride along.
+    channel = HorseChannel()
+    try:
+        channel.send({"t": "end", "meta": {"ratio": math.nan, "big": math.inf, "text": "a\u2028b\nc"}})
+        [report] = collect(channel)
+    finally:
+        channel.close()
+    meta = report["meta"]
+    assert math.isnan(meta["ratio"]) and meta["big"] == math.inf and meta["text"] == "a\u2028b\nc"
+
+
+def test_a_report_with_an_object_json_cannot_spell_is_refused_before_anything_is_written():
+    channel = HorseChannel()
+    try:
+        with pytest.raises(TypeError):
+            channel.send({"t": "end", "meta": {"x": object()}})
+        channel.send({"t": "done"})
+        assert collect(channel) == [{"t": "done"}]
     finally:
         channel.close()
 

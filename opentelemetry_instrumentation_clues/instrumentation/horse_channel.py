@@ -31,10 +31,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from opentelemetry_instrumentation_clues.values.converter import compact_json_encoder
+
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), not exported by Python's fcntl before 3.10 everywhere
 PIPE_BYTES = 1 << 20
 SEND_BUDGET_SECONDS = 2.0  # in total per horse: how long reports may wait for room in the pipe
 READ_CHUNK = 1 << 16
+_encode_report = compact_json_encoder(allow_nan=True)  # a job's metadata may hold NaN
 
 
 class ReportNotSent(RuntimeError):
@@ -64,7 +67,7 @@ class HorseChannel:
         """Write one report, whole; raises ReportNotSent when the worker does not make room in time."""
         if self.broken:
             raise ReportNotSent("an earlier report could not be sent")
-        data = memoryview((json.dumps(report, separators=(",", ":"), ensure_ascii=False) + "\n").encode())
+        data = memoryview((_encode_report(report) + "\n").encode())
         if self._send_deadline is None:
             os.set_blocking(self.write_fd, False)
             self._send_deadline = time.monotonic() + SEND_BUDGET_SECONDS

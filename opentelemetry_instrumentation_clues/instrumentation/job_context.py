@@ -74,6 +74,16 @@ def read(job: Any) -> JobClues | None:
     return None
 
 
+def has_metadata(job: Any) -> bool:
+    """Whether the job's clues data may hold metadata: False only when it surely holds none.
+
+    A quick look for the end of an attempt (its runtime metadata), which :func:`read` then
+    parses in full; exact ``dict`` types only, so no user code runs."""
+    meta = getattr(job, "meta", None)
+    raw = meta.get(META_KEY) if type(meta) is dict else None
+    return type(raw) is not dict or bool(raw.get("metadata", True))
+
+
 def write(job: Any, clues: JobClues) -> None:
     if not isinstance(getattr(job, "meta", None), dict):
         job.meta = {}

@@ -145,6 +145,8 @@ class Lifecycle:
 
     def _runtime_metadata(self, job: Any) -> dict[str, Any]:
         """What the job added with clues_metadata() while it ran."""
+        if not job_context.has_metadata(job):  # most jobs: no need to parse and check it all again
+            return {}
         clues = job_context.read(job)
         return metadata_attributes(clues.metadata, self.config.max_value_length) if clues else {}
 

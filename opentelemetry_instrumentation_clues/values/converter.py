@@ -57,7 +57,6 @@ _UNBOUNDED = sys.maxsize // 8  # whole_json's "limit": more than any value, and 
 _FIRST_CHUNK = 16
 _MAX_CHUNK = 512
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
@@ -65,14 +64,15 @@ def _refuse(value: object) -> object:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _make_encode() -> Callable[[Any], str]:
-    """json's C encoder, built once. ``JSONEncoder.encode`` builds one per call, which costs
-    more than encoding small args. No cycle bookkeeping: a cycle ends in RecursionError,
-    and the caller then takes the slow path, which handles cycles."""
+def compact_json_encoder(*, allow_nan: bool) -> Callable[[Any], str]:
+    """Compact JSON text of plain values, by json's C encoder built once: ``json.dumps`` and
+    ``JSONEncoder.encode`` build one per call, which costs more than encoding small values.
+    Objects without a JSON form raise TypeError. No cycle bookkeeping (so one encoder serves
+    every thread): a cycle ends in RecursionError."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # pragma: no cover - interpreters without the C accelerator
-        return _ENCODER.encode
-    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+        return json.JSONEncoder(ensure_ascii=False, allow_nan=allow_nan, separators=(",", ":")).encode
+    chunks = make(None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, allow_nan)
 
     def encode(value: Any) -> str:
         return "".join(chunks(value, 0))
@@ -80,7 +80,7 @@ def _make_encode() -> Callable[[Any], str]:
     return encode
 
 
-_encode = _make_encode()
+_encode = compact_json_encoder(allow_nan=False)  # a cycle: the caller takes the slow path, which handles cycles
 _quoted_ascii: Callable[[str], str] = json.encoder.encode_basestring_ascii
 # What json's C encoder may raise, including from user code it runs (a dict subclass's items()).
 _FAST_FAILURES = (Exception,)
