@@ -180,8 +180,12 @@ def _is_batch_processor(node: Any) -> bool:
 
 
 def _reset_sessions_in_child() -> None:
+    if not _provider_sources:
+        return
     with guarded(Place.FORK_RESET):
-        for owner in _exporters.current().session_owners:
+        # Found by the before-fork hook an instant ago: the child only reads the list (each
+        # object the child touches is a page copied from its parent).
+        for owner in _exporters.session_owners:
             if _is_requests_session(owner._session):
                 owner._session = _FreshSessionOnFirstUse(owner, owner._session)
 

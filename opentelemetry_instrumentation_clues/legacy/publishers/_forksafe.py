@@ -22,6 +22,8 @@ _live: weakref.WeakSet[ForkAware] = weakref.WeakSet()
 
 
 def register(publisher: ForkAware) -> None:
+    # Registered with the first such publisher: a horse without one runs no hook of ours.
+    at_fork.register("legacy publishers", after_in_child=_after_fork_in_child)
     _live.add(publisher)
 
 
@@ -31,6 +33,3 @@ def _after_fork_in_child() -> None:
             publisher._after_fork_in_child()
         except Exception as exc:
             errors.record(Place.LEGACY_FORK, exc, type(publisher).__name__)
-
-
-at_fork.register("legacy publishers", after_in_child=_after_fork_in_child)
