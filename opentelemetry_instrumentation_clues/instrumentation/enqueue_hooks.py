@@ -137,10 +137,10 @@ class EnqueueHooks:
 
     def setup_dependencies(self, wrapped: Callable[..., Any], queue: Any, args: tuple, kwargs: dict) -> Any:
         """A job with dependencies: the trace starts here, before rq saves it as deferred."""
-        if not is_instrumentation_enabled():
-            return wrapped(*args, **kwargs)
         job = arg(args, kwargs, 0, "job")
-        if not getattr(job, "_dependency_ids", None) or job_context.read(job) is not None:
+        if not getattr(job, "_dependency_ids", None) or not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)  # most jobs: nothing to wait for
+        if job_context.read(job) is not None:
             return wrapped(*args, **kwargs)
         send = call_guarded(Place.ENQUEUE_BEGIN, self._begin, queue, job, EventType.DEFERRED, default=None)
         if send is None:
@@ -266,7 +266,7 @@ class EnqueueHooks:
         return _Send(span, facts, EventType.CANCELED)
 
     def _finish(self, send: _Send, job: Any) -> None:
-        with guarded(Place.ENQUEUE_FINISH, send.event_type.value):
+        with guarded(Place.ENQUEUE_FINISH, send.event_type._value_):  # not .value: a descriptor call
             now_ns = time.time_ns()
             enqueued_ns = None
             if send.event_type is EventType.ENQUEUED:

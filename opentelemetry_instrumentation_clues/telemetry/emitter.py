@@ -35,7 +35,7 @@ from opentelemetry_instrumentation_clues.telemetry.metrics import (
 )
 
 Forward = Callable[[dict[str, Any]], bool]  # False: not forwarded, emit here
-_SEVERITY = {severity.value: severity for severity in SeverityNumber}
+_SEVERITY = {severity.value: (severity, severity.name) for severity in SeverityNumber}  # Enum.name is a descriptor call
 _INFO, _ERROR = SeverityNumber.INFO.value, SeverityNumber.ERROR.value
 
 
@@ -70,7 +70,8 @@ class Telemetry:
 
     def _forwarding(self) -> Forward | None:
         """Where this process hands its records and measurements, if it is a reporting horse."""
-        return self._forward if self._horse_pid == os.getpid() else None
+        forward = self._forward
+        return forward if forward is not None and self._horse_pid == os.getpid() else None
 
     # Metrics -------------------------------------------------------------------
     def _record(
@@ -167,13 +168,13 @@ class Telemetry:
         self._emit(record, NonRecordingSpan(context))
 
     def _emit(self, record: dict[str, Any], span: Span) -> None:
-        severity = _SEVERITY[record["sev"]]
+        severity, severity_text = _SEVERITY[record["sev"]]
         self.logger.emit(
             timestamp=record["ts"],
             observed_timestamp=time.time_ns(),
             context=self.context_of(span),
             severity_number=severity,
-            severity_text=severity.name,
+            severity_text=severity_text,
             body=record["body"],
             attributes=record["attrs"],
             event_name=record["ev"],
