@@ -125,6 +125,75 @@ def ids_only_unread(spec: dict[str, Any]) -> None:
     horse_channel.HorseChannel.drain = lambda self, deliver: None  # type: ignore[method-assign]
 
 
+def batched(spec: dict[str, Any]) -> None:
+    """The worker publishes what its attempts need (dequeued, the horses' reports, the span's end)
+    in batches of 16 jobs: would fewer, larger bursts of publishing touch fewer pages per job?"""
+    from opentelemetry_instrumentation_clues.instrumentation import attempts, horse_reports, lifecycle, worker_hooks
+
+    pending: list[Callable[[], Any]] = []
+    dequeues = [0]
+
+    def drain() -> None:
+        while pending:
+            pending.pop(0)()
+
+    def deferred(original: Callable[..., Any]) -> Callable[..., None]:
+        return lambda *args: pending.append(lambda: original(*args))
+
+    end_span, dequeue, work = attempts.Attempt.end_span, worker_hooks.WorkerHooks.dequeue, worker_hooks.WorkerHooks.work
+
+    def batched_dequeue(self: Any, *args: Any) -> Any:
+        dequeues[0] += 1
+        if dequeues[0] % 16 == 0:
+            drain()
+        return dequeue(self, *args)
+
+    def drained_work(self: Any, *args: Any) -> Any:
+        try:
+            return work(self, *args)
+        finally:
+            drain()
+
+    lifecycle.Lifecycle.dequeued = deferred(lifecycle.Lifecycle.dequeued)  # type: ignore[method-assign]
+    horse_reports.ReportReplay.deliver = deferred(horse_reports.ReportReplay.deliver)  # type: ignore[method-assign]
+    attempts.Attempt.end_span = lambda self, end_ns=None: pending.append(  # type: ignore[method-assign]
+        lambda: end_span(self, self.horse_done_ns)
+    )
+    # clues wraps the hooks as they are when it is instrumented: replaced before that.
+    worker_hooks.WorkerHooks.dequeue = batched_dequeue  # type: ignore[method-assign]
+    worker_hooks.WorkerHooks.work = drained_work  # type: ignore[method-assign]
+    variants.clues_drop(spec)
+
+
+def overlap(spec: dict[str, Any]) -> None:
+    """The worker publishes dequeued after the fork, while the horse runs, and ends the span as the
+    horse reports done: would that work, done beside the horse on the other core, leave the job's path?"""
+    from opentelemetry_instrumentation_clues.instrumentation import horse_channel, horse_reports, lifecycle
+    from opentelemetry_instrumentation_clues.instrumentation.attempts import Stage
+
+    variants.clues_drop(spec)
+    pending: list[tuple[Any, ...]] = []
+    dequeued, follow, deliver = (
+        lifecycle.Lifecycle.dequeued,
+        horse_channel.HorseChannel.follow,
+        horse_reports.ReportReplay.deliver,
+    )
+
+    def publish_then_follow(self: Any, horse_pid: int, deliver: Any) -> None:
+        while pending:
+            dequeued(*pending.pop(0))
+        follow(self, horse_pid, deliver)
+
+    def deliver_then_end(self: Any, attempt: Any, report: Any) -> None:
+        deliver(self, attempt, report)
+        if isinstance(report, dict) and report.get("t") == "done" and attempt.stage is Stage.ENDED:
+            attempt.end_span(attempt.horse_done_ns)
+
+    lifecycle.Lifecycle.dequeued = lambda *args: pending.append(args)  # type: ignore[method-assign]
+    horse_channel.HorseChannel.follow = publish_then_follow  # type: ignore[method-assign]
+    horse_reports.ReportReplay.deliver = deliver_then_end  # type: ignore[method-assign]
+
+
 ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sdk-only": variants.sdk_only,
     "clues-drop/flush-inline": flush_inline,
@@ -136,6 +205,8 @@ ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "clues-drop/no-span-end": no_span_end,
     "clues-drop/ids-only": ids_only,
     "clues-drop/ids-only-unread": ids_only_unread,
+    "clues-drop/batched": batched,
+    "clues-drop/overlap": overlap,
 }
 
 
