@@ -125,6 +125,15 @@ def ids_only_unread(spec: dict[str, Any]) -> None:
     horse_channel.HorseChannel.drain = lambda self, deliver: None  # type: ignore[method-assign]
 
 
+def sdk_fork_resources(spec: dict[str, Any]) -> None:
+    """A forked child re-detects its process resource through the SDK's own thread pool, as
+    before runtime/fork_resources.py (prices that module)."""
+    from opentelemetry_instrumentation_clues.runtime import fork_resources
+
+    fork_resources.install = lambda: None  # type: ignore[assignment]
+    variants.clues_drop(spec)
+
+
 def batched(spec: dict[str, Any]) -> None:
     """The worker publishes what its attempts need (dequeued, the horses' reports, the span's end)
     in batches of 16 jobs: would fewer, larger bursts of publishing touch fewer pages per job?"""
@@ -205,6 +214,7 @@ ABLATIONS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "clues-drop/no-span-end": no_span_end,
     "clues-drop/ids-only": ids_only,
     "clues-drop/ids-only-unread": ids_only_unread,
+    "clues-drop/sdk-fork-resources": sdk_fork_resources,
     "clues-drop/batched": batched,
     "clues-drop/overlap": overlap,
 }
