@@ -50,10 +50,10 @@ def uninstall() -> None:
 
 def process_dependent_resource() -> Any:
     """What the SDK's ``_get_process_dependent_resource`` returns, detected in this thread."""
-    from opentelemetry.sdk.resources import Resource, _build_resource_detectors
-
-    merged = Resource.get_empty()
-    for detector in _build_resource_detectors():
+    # Looked up, not imported: no import machinery in a child that has only just forked.
+    resources = sys.modules["opentelemetry.sdk.resources"]
+    merged = resources.Resource.get_empty()
+    for detector in resources._build_resource_detectors():
         if not detector.is_process_dependent():
             continue
         try:
