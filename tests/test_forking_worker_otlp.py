@@ -142,6 +142,12 @@ def test_a_job_with_spans_of_its_own_still_gets_them_exported_from_its_horse(red
     process = spans["process e2e"]
     (child,) = [s for s in received.spans if s.name not in {"send e2e", "process e2e"}]
     assert child.parent_span_id == process.span_id and child.trace_id == process.trace_id
+    # The horse is an instance of its own, as the SDK makes every forked process one (clues
+    # re-detects it without the SDK's thread pool: runtime/fork_resources.py).
+    instance = "service.instance.id"
+    assert child.resource["service.name"] == process.resource["service.name"] == "worker"
+    assert child.resource[instance] and process.resource[instance]
+    assert child.resource[instance] != process.resource[instance]
 
 
 @pytest.mark.parametrize("fork_support", ["", "false"], ids=["grpc-fork-handlers-on", "off"])
