@@ -27,57 +27,44 @@ def installed() -> Iterator[None]:
         fork_resources.uninstall()
 
 
-def _in_a_forked_child(provider: TracerProvider, pools_started: list[int]) -> tuple[str, int]:
-    """Fork; the child reports its provider's service.instance.id and how many detector pools it started."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write_end, f"{provider.resource.attributes[INSTANCE_ID]}|{len(pools_started)}".encode())
-        os._exit(0)
-    os.close(write_end)
-    report = os.read(read_end, 200).decode()
-    os.close(read_end)
-    os.waitpid(pid, 0)
-    instance_id, pools = report.split("|")
-    return instance_id, int(pools)
-
-
-def _counting_pools(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    started: list[int] = []
+def _instance_ids_across_a_fork(monkeypatch: pytest.MonkeyPatch) -> tuple[str, str, int]:
+    """A provider's service.instance.id in this process and in a forked child, and how many
+    detector pools the child started."""
+    pools_started: list[int] = []
     real = resources.get_aggregated_resources
 
     def counting(*args: Any, **kwargs: Any) -> Resource:
-        started.append(1)
+        pools_started.append(1)
         return real(*args, **kwargs)
 
+    provider = TracerProvider(resource=Resource.create({"service.name": "jobs"}))
     monkeypatch.setattr(resources, "get_aggregated_resources", counting)
-    return started
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os.write(write_end, f"{provider.resource.attributes[INSTANCE_ID]}|{len(pools_started)}".encode())
+            os._exit(0)
+        os.close(write_end)
+        report = os.read(read_end, 200).decode()
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    finally:
+        provider.shutdown()
+    assert provider.resource.attributes["service.name"] == "jobs"
+    child_id, child_pools = report.split("|")
+    return str(provider.resource.attributes[INSTANCE_ID]), child_id, int(child_pools)
 
 
 def test_a_forked_child_gets_a_new_instance_id_without_a_thread_pool(installed, monkeypatch):
-    pools_started = _counting_pools(monkeypatch)
-    provider = TracerProvider(resource=Resource.create({"service.name": "jobs"}))
-    try:
-        parent_id = provider.resource.attributes[INSTANCE_ID]
-        pools_started.clear()
-        child_id, child_pools = _in_a_forked_child(provider, pools_started)
-    finally:
-        provider.shutdown()
+    parent_id, child_id, child_pools = _instance_ids_across_a_fork(monkeypatch)
     assert child_id != parent_id  # the SDK's promise: each process is an instance of its own
     assert child_pools == 0
-    assert provider.resource.attributes["service.name"] == "jobs"
 
 
 def test_the_sdk_itself_renews_it_through_its_pool(monkeypatch):
     # The behaviour clues keeps, as the SDK has it when clues is not installed.
-    pools_started = _counting_pools(monkeypatch)
-    provider = TracerProvider(resource=Resource.create({"service.name": "jobs"}))
-    try:
-        parent_id = provider.resource.attributes[INSTANCE_ID]
-        pools_started.clear()
-        child_id, child_pools = _in_a_forked_child(provider, pools_started)
-    finally:
-        provider.shutdown()
+    parent_id, child_id, child_pools = _instance_ids_across_a_fork(monkeypatch)
     assert child_id != parent_id
     assert child_pools >= 1
 
