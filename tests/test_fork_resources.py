@@ -133,3 +133,19 @@ def test_a_provider_module_imported_after_instrument_is_taken_over_when_the_work
     finally:
         fork_resources.uninstall()
     assert sdk_metrics._get_process_dependent_resource is resources._get_process_dependent_resource
+
+
+def test_an_sdk_whose_function_detects_differently_keeps_its_own(monkeypatch):
+    import opentelemetry.sdk.trace as sdk_trace
+
+    def detects_differently() -> Resource:  # reads names the known function does not
+        return resources.Resource.create({"other": "way"})
+
+    monkeypatch.setattr(resources, "_get_process_dependent_resource", detects_differently)
+    monkeypatch.setattr(sdk_trace, "_get_process_dependent_resource", detects_differently)
+    fork_resources.install()
+    try:
+        assert sdk_trace._get_process_dependent_resource is detects_differently
+        assert fork_resources._originals == {}
+    finally:
+        fork_resources.uninstall()

@@ -11,7 +11,7 @@ the same order, in the forking thread: the same resource, the same handling of a
 raises (skipped with the SDK's warning, or raised with ``raise_on_error``). The one difference:
 a detector slower than the SDK's 5 s timeout is not dropped; the SDK's call waits for it too
 (its pool is joined), so a child is held up no longer than before. SDK versions without this
-function are left as they are.
+function (before 1.44), or whose function reads other names, are left as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from typing import Any
 _SDK_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.sdk._logs._internal", "opentelemetry.sdk.metrics._internal")
 _NAME = "_get_process_dependent_resource"
 _sdk_logger = logging.getLogger("opentelemetry.sdk.resources")  # where the SDK warns about detectors
+# The names the SDK's function uses (1.44, 1.45): a version whose function reads others may
+# detect differently, and keeps its own.
+_KNOWN_SHAPE = frozenset({"get_aggregated_resources", "_build_resource_detectors", "Resource", "get_empty"})
 
 _originals: dict[str, tuple[Any, Any]] = {}  # SDK module name -> (module, its function), while installed
 
@@ -32,12 +35,13 @@ def install() -> None:
     metrics SDK alone takes ~16 ms to import). Called again when a worker starts, by which
     time the SDK is set up."""
     resources = sys.modules.get("opentelemetry.sdk.resources")
-    if resources is None or not callable(getattr(resources, "_build_resource_detectors", None)):
+    sdk_own = getattr(resources, _NAME, None)
+    if sdk_own is None or frozenset(getattr(getattr(sdk_own, "__code__", None), "co_names", ())) != _KNOWN_SHAPE:
         return  # not set up yet, or an SDK that detects differently: keep its own
     for name in _SDK_MODULES:
         module = sys.modules.get(name)
         original = getattr(module, _NAME, None)
-        if name not in _originals and original is not None and original is getattr(resources, _NAME, None):
+        if name not in _originals and original is sdk_own:
             _originals[name] = (module, original)
             setattr(module, _NAME, process_dependent_resource)
 
