@@ -34,7 +34,7 @@ class Place(str, Enum):
     ENQUEUE_ERROR = "enqueue.error"  # recording a send that raised (rq's exception still reaches the caller)
     CANCEL_BEGIN = "cancel.begin"  # starting a cancel's span (Job.cancel)
     # Attempts in the worker (instrumentation/worker_hooks.py, abandoned.py)
-    WORKER_EXPORTERS = "worker.exporters"  # a forking worker checking its exporters for gRPC's fork hazard
+    WORKER_EXPORTERS = "worker.exporters"  # a worker starting: its exporters (gRPC fork hazard), fork_resources
     WORKER_DEQUEUED = "worker.dequeued"  # beginning an attempt at dequeue
     WORKER_PERFORM_STARTED = "worker.perform_started"  # the process span and started event (perform_job)
     WORKER_SPAN_END = "worker.span_end"  # ending the process span in the process that ran the job
