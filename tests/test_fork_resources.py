@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from opentelemetry.sdk.resources import Resource, ResourceDetector
 from opentelemetry.sdk.trace import TracerProvider
 
 from opentelemetry_instrumentation_clues.runtime import fork_resources
+from tests.processes import what_a_forked_child_reports
 
 INSTANCE_ID = "service.instance.id"
 
@@ -39,16 +39,10 @@ def _instance_ids_across_a_fork(monkeypatch: pytest.MonkeyPatch) -> tuple[str, s
 
     provider = TracerProvider(resource=Resource.create({"service.name": "jobs"}))
     monkeypatch.setattr(resources, "get_aggregated_resources", counting)
-    read_end, write_end = os.pipe()
     try:
-        pid = os.fork()
-        if pid == 0:
-            os.write(write_end, f"{provider.resource.attributes[INSTANCE_ID]}|{len(pools_started)}".encode())
-            os._exit(0)
-        os.close(write_end)
-        report = os.read(read_end, 200).decode()
-        os.close(read_end)
-        os.waitpid(pid, 0)
+        report = what_a_forked_child_reports(
+            lambda: f"{provider.resource.attributes[INSTANCE_ID]}|{len(pools_started)}"
+        )
     finally:
         provider.shutdown()
     assert provider.resource.attributes["service.name"] == "jobs"

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry_instrumentation_clues.runtime import fork_safety
 from opentelemetry_instrumentation_clues.runtime.flush import flush_all
 from opentelemetry_instrumentation_clues.runtime.safety import Place, errors
+from tests.processes import what_a_forked_child_reports
 
 
 def _what_a_forked_child_sees(look: Callable[[Any, Any], str]) -> tuple[str, Any, Any]:
@@ -34,14 +35,7 @@ def _what_a_forked_child_sees(look: Callable[[Any, Any], str]) -> tuple[str, Any
     try:
         (owner,) = fork_safety._exporters.current().session_owners
         parent_session = owner._session
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: report what it sees, then leave without running atexit
-            os.write(write_end, look(owner, parent_session).encode())
-            os._exit(0)
-        os.close(write_end)
-        report = os.read(read_end, 100).decode()
-        os.waitpid(pid, 0)
+        report = what_a_forked_child_reports(lambda: look(owner, parent_session))
     finally:
         fork_safety.watch([])
         provider.shutdown()
@@ -97,18 +91,14 @@ def test_a_child_never_frees_the_telemetry_its_parent_has_not_exported_yet():
     for i in range(20):
         provider.get_tracer("t").start_span(f"queued {i}").end()
     queue = processor._batch_processor._queue
+
+    def look() -> str:  # in the child: what it was handed, and whether the parent's queue is intact
+        (kept,) = [q for _, q, _ in fork_safety._inherited]
+        return f"{len(processor._batch_processor._queue)}|{kept is queue}|{len(kept)}"
+
     fork_safety.watch([lambda: provider])
     try:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: what it was handed, and whether the parent's queue is intact
-            (kept,) = [q for _, q, _ in fork_safety._inherited]
-            handed = processor._batch_processor._queue
-            os.write(write_end, f"{len(handed)}|{kept is queue}|{len(kept)}".encode())
-            os._exit(0)
-        os.close(write_end)
-        report = os.read(read_end, 100).decode()
-        os.waitpid(pid, 0)
+        report = what_a_forked_child_reports(look)
         assert processor._batch_processor._queue is queue  # the parent has its own queue back
         provider.get_tracer("t").start_span("after the fork").end()
         provider.force_flush()
