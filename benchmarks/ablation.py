@@ -182,7 +182,7 @@ def overlap(spec: dict[str, Any]) -> None:
 
     variants.clues_drop(spec)
     pending: list[tuple[Any, ...]] = []
-    dequeued, follow, deliver = (
+    dequeued, follow, replay = (
         lifecycle.Lifecycle.dequeued,
         horse_channel.HorseChannel.follow,
         horse_reports.ReportReplay.deliver,
@@ -194,7 +194,7 @@ def overlap(spec: dict[str, Any]) -> None:
         follow(self, horse_pid, deliver)
 
     def deliver_then_end(self: Any, attempt: Any, report: Any) -> None:
-        deliver(self, attempt, report)
+        replay(self, attempt, report)
         if isinstance(report, dict) and report.get("t") == "done" and attempt.stage is Stage.ENDED:
             attempt.end_span(attempt.horse_done_ns)
 
